@@ -1,0 +1,1 @@
+"""audit-timeline: Kubernetes API-server audit logs as a resource-change timeline."""

@@ -1,0 +1,1 @@
+"""The domain: audit events, their normalisation, storage queries and renderings."""

@@ -1,0 +1,149 @@
+"""One path from received items to storable rows, shared by webhook, file import and poller.
+
+Parses JSON safely, unwraps known envelopes, normalises and redacts each item, and sorts
+the results into event rows and quarantine rows. Pure: no I/O, no database.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.audit.normalize import InvalidEvent, normalize_event
+from app.audit.redact import Redactor
+
+
+class UnparsableJson(ValueError):
+    """The bytes are not one JSON value that PostgreSQL can store."""
+
+
+@dataclass(frozen=True)
+class RawItem:
+    """One received item: its bytes, and its parsed value unless parsing failed."""
+
+    raw: bytes
+    value: Any = None
+    error: str | None = None
+    origin: str | None = None
+    meta: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class QuarantineRow:
+    raw: bytes
+    error: str
+    origin: str | None
+    is_redacted: bool
+
+
+@dataclass
+class PreparedBatch:
+    events: list[dict[str, Any]] = field(default_factory=list)
+    quarantined: list[QuarantineRow] = field(default_factory=list)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def parse_json(data: bytes | str, *, check: bool = True) -> Any:
+    """Parse strict JSON (no NaN/Infinity, valid UTF-8; with check, no NUL, no lone surrogates)."""
+    try:
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+    except UnicodeDecodeError as exc:
+        raise UnparsableJson(f"not UTF-8: {exc.reason} at byte {exc.start}") from None
+    try:
+        value = json.loads(text, parse_constant=_reject_constant)
+    except RecursionError:
+        raise UnparsableJson("JSON nested too deeply") from None
+    except ValueError as exc:
+        raise UnparsableJson(f"not valid JSON: {exc}") from None
+    if check:
+        check_storable(value)
+    return value
+
+
+def check_storable(value: Any) -> None:
+    """Raise UnparsableJson if PostgreSQL's jsonb/text could not hold value."""
+    try:
+        dumped = json.dumps(value, ensure_ascii=False)
+        dumped.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UnparsableJson("contains a lone UTF-16 surrogate (\\ud800-\\udfff)") from None
+    except RecursionError:
+        raise UnparsableJson("JSON nested too deeply") from None
+    except ValueError as exc:  # big floats that json.dumps refuses
+        raise UnparsableJson(str(exc)) from None
+    if "\\u0000" in dumped and _has_nul(value):
+        raise UnparsableJson("contains a NUL character (\\u0000), which PostgreSQL cannot store")
+
+
+def _has_nul(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str):
+            if "\x00" in node:
+                return True
+        elif isinstance(node, dict):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return False
+
+
+def unwrap_envelope(value: Any) -> tuple[Any, dict[str, Any] | None]:
+    """Take the Event out of known shipper envelopes (AKS diagnostic records); else unchanged."""
+    if isinstance(value, dict) and "auditID" not in value:
+        props = value.get("properties")
+        if isinstance(props, dict) and "log" in props:
+            inner = props["log"]
+            if isinstance(inner, str):
+                try:
+                    inner = parse_json(inner)
+                except UnparsableJson:
+                    return value, None
+            if isinstance(inner, dict) and "auditID" in inner:
+                meta = {"envelope": "aks", "category": value.get("category")}
+                return inner, meta
+    return value, None
+
+
+def prepare_batch(
+    items: Iterable[RawItem], *, cluster: str, source: str, redactor: Redactor
+) -> PreparedBatch:
+    """Normalise every item; what fails goes to quarantine with its reason, never dropped."""
+    batch = PreparedBatch()
+    for item in items:
+        if item.error is not None:
+            batch.quarantined.append(quarantine_row(item, item.error, redactor))
+            continue
+        event, envelope = unwrap_envelope(item.value)
+        meta = {**(item.meta or {}), **(envelope or {})} or None
+        try:
+            row = normalize_event(
+                event, cluster=cluster, source=source, source_meta=meta, redactor=redactor
+            )
+        except InvalidEvent as exc:
+            batch.quarantined.append(quarantine_row(item, str(exc), redactor))
+            continue
+        batch.events.append(row)
+    return batch
+
+
+def quarantine_row(item: RawItem, error: str, redactor: Redactor) -> QuarantineRow:
+    """The item's bytes for the quarantine; re-serialised with secrets redacted when it parsed."""
+    if item.value is None:
+        return QuarantineRow(raw=item.raw, error=error, origin=item.origin, is_redacted=False)
+    # Start again from the received bytes: normalisation may have mutated item.value half-way.
+    try:
+        value = parse_json(item.raw)
+    except UnparsableJson:
+        value = item.value
+    inner, _ = unwrap_envelope(value)
+    is_redacted = redactor.redact_event(inner)
+    raw = json.dumps(value, ensure_ascii=False).encode("utf-8") if is_redacted else item.raw
+    return QuarantineRow(raw=raw, error=error, origin=item.origin, is_redacted=is_redacted)

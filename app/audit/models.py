@@ -1,0 +1,134 @@
+"""Tables: normalised audit events, quarantined input, and the positions of resumable readers.
+
+The raw event (minus its bodies, which have columns of their own) is the source of truth;
+the other columns are derived from it for filtering and display.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Identity,
+    Index,
+    Integer,
+    LargeBinary,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db import Base
+
+
+class AuditEvent(Base):
+    __tablename__ = "audit_event"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    cluster: Mapped[str] = mapped_column(Text)
+    audit_id: Mapped[str] = mapped_column(Text)
+    stage: Mapped[str] = mapped_column(Text)
+    level: Mapped[str | None] = mapped_column(Text)
+    verb: Mapped[str] = mapped_column(Text)
+    request_uri: Mapped[str | None] = mapped_column(Text)
+    api_group: Mapped[str | None] = mapped_column(Text)
+    api_version: Mapped[str | None] = mapped_column(Text)
+    resource: Mapped[str | None] = mapped_column(Text)
+    subresource: Mapped[str | None] = mapped_column(Text)
+    namespace: Mapped[str | None] = mapped_column(Text)
+    name: Mapped[str | None] = mapped_column(Text)
+    username: Mapped[str | None] = mapped_column(Text)
+    user_uid: Mapped[str | None] = mapped_column(Text)
+    user_groups: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
+    impersonated_user: Mapped[str | None] = mapped_column(Text)
+    impersonated_groups: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
+    source_ips: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
+    user_agent: Mapped[str | None] = mapped_column(Text)
+    response_code: Mapped[int | None] = mapped_column(Integer)
+    response_status: Mapped[str | None] = mapped_column(Text)
+    response_reason: Mapped[str | None] = mapped_column(Text)
+    response_message: Mapped[str | None] = mapped_column(Text)
+    authz_decision: Mapped[str | None] = mapped_column(Text)
+    authz_reason: Mapped[str | None] = mapped_column(Text)
+    requested_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    stage_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    source: Mapped[str] = mapped_column(Text)
+    # Facts from the transport, not the event (ES index and _id, Calico's added fields, file).
+    source_meta: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    request_object: Mapped[Any | None] = mapped_column(JSONB)
+    response_object: Mapped[Any | None] = mapped_column(JSONB)
+    # The event as received (secrets redacted) without requestObject/responseObject.
+    raw: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    is_redacted: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    ingested_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+    __table_args__ = (
+        UniqueConstraint("cluster", "audit_id", "stage"),
+        # Keyset order of the timeline, and the same order under each equality filter.
+        Index("ix_audit_event_stage_at_id", "stage_at", "id"),
+        Index("ix_audit_event_namespace_stage_at", "namespace", "stage_at", "id"),
+        Index("ix_audit_event_resource_stage_at", "resource", "stage_at", "id"),
+        Index("ix_audit_event_username_stage_at", "username", "stage_at", "id"),
+        Index("ix_audit_event_impersonated_user_stage_at", "impersonated_user", "stage_at", "id"),
+        Index("ix_audit_event_verb_stage_at", "verb", "stage_at", "id"),
+        Index("ix_audit_event_cluster_stage_at", "cluster", "stage_at", "id"),
+        Index("ix_audit_event_response_code", "response_code"),
+        # Object history: one object's events in time order.
+        Index(
+            "ix_audit_event_object",
+            "cluster",
+            "resource",
+            "namespace",
+            "name",
+            "stage_at",
+        ),
+        Index(
+            "ix_audit_event_name_trgm",
+            "name",
+            postgresql_using="gin",
+            postgresql_ops={"name": "gin_trgm_ops"},
+        ),
+    )
+
+
+class QuarantinedItem(Base):
+    """Input that could not be parsed or validated: kept byte for byte with the reason."""
+
+    __tablename__ = "quarantined_item"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    cluster: Mapped[str | None] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(Text)
+    origin: Mapped[str | None] = mapped_column(Text)
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    error: Mapped[str] = mapped_column(Text)
+    # True when secret values were replaced in `raw` before it was stored.
+    is_redacted: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    received_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+    __table_args__ = (Index("ix_quarantined_item_received_at", "received_at"),)
+
+
+class FileCheckpoint(Base):
+    """How far `import --follow` has read a log file (saved with the events it covers)."""
+
+    __tablename__ = "file_checkpoint"
+
+    path: Mapped[str] = mapped_column(Text, primary_key=True)
+    cluster: Mapped[str] = mapped_column(Text)
+    inode: Mapped[int] = mapped_column(BigInteger)
+    offset: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )

