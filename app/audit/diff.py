@@ -451,11 +451,37 @@ def _plain_cell(number: int, line: str) -> Cell:
     return Cell(number=number, segments=(Segment(line, False),) if line else ())
 
 
-def _align_rows(left_lines: Sequence[str], right_lines: Sequence[str]) -> list[Row]:
+def _line_opcodes(
+    left_lines: Sequence[str], right_lines: Sequence[str]
+) -> list[tuple[str, int, int, int, int]]:
+    """SequenceMatcher opcodes, with common leading and trailing lines matched up front."""
+    # SequenceMatcher is quadratic on repetitive text (YAML is); most diffs touch a few lines of
+    # a long body, so trimming the shared head and tail keeps big objects fast.
+    limit = min(len(left_lines), len(right_lines))
+    head = 0
+    while head < limit and left_lines[head] == right_lines[head]:
+        head += 1
+    tail = 0
+    while tail < limit - head and left_lines[-1 - tail] == right_lines[-1 - tail]:
+        tail += 1
+    left_end, right_end = len(left_lines) - tail, len(right_lines) - tail
+    opcodes: list[tuple[str, int, int, int, int]] = [("equal", 0, head, 0, head)] if head else []
     # autojunk would treat frequent YAML lines ("- get") as junk and misalign long bodies.
-    matcher = difflib.SequenceMatcher(None, left_lines, right_lines, autojunk=False)
+    matcher = difflib.SequenceMatcher(
+        None, left_lines[head:left_end], right_lines[head:right_end], autojunk=False
+    )
+    opcodes.extend(
+        (tag, i1 + head, i2 + head, j1 + head, j2 + head)
+        for tag, i1, i2, j1, j2 in matcher.get_opcodes()
+    )
+    if tail:
+        opcodes.append(("equal", left_end, len(left_lines), right_end, len(right_lines)))
+    return opcodes
+
+
+def _align_rows(left_lines: Sequence[str], right_lines: Sequence[str]) -> list[Row]:
     rows: list[Row] = []
-    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+    for tag, i1, i2, j1, j2 in _line_opcodes(left_lines, right_lines):
         if tag == "equal":
             rows.extend(
                 Row(

@@ -15,6 +15,11 @@ from app.audit.normalize import InvalidEvent, normalize_event
 from app.audit.redact import Redactor
 
 
+# Kubernetes objects nest a few dozen levels; far deeper input only threatens recursion limits
+# further down (rendering, serialising), so it is quarantined.
+MAX_DEPTH = 200
+
+
 class UnparsableJson(ValueError):
     """The bytes are not one JSON value that PostgreSQL can store."""
 
@@ -78,6 +83,21 @@ def check_storable(value: Any) -> None:
         raise UnparsableJson(str(exc)) from None
     if "\\u0000" in dumped and _has_nul(value):
         raise UnparsableJson("contains a NUL character (\\u0000), which PostgreSQL cannot store")
+    # Fewer containers than MAX_DEPTH cannot nest deeper: skip the walk for most events.
+    if dumped.count("[") + dumped.count("{") > MAX_DEPTH and _depth(value) > MAX_DEPTH:
+        raise UnparsableJson(f"JSON nested deeper than {MAX_DEPTH} levels")
+
+
+def _depth(value: Any) -> int:
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        node, level = stack.pop()
+        if isinstance(node, dict | list):
+            deepest = max(deepest, level)
+            children = node.values() if isinstance(node, dict) else node
+            stack.extend((child, level + 1) for child in children if isinstance(child, dict | list))
+    return deepest
 
 
 def _has_nul(value: Any) -> bool:

@@ -25,7 +25,7 @@ _LAST_APPLIED_POINTER = "/metadata/annotations/" + LAST_APPLIED.replace("~", "~0
 
 def is_marker(value: Any) -> bool:
     """True when value is a redaction marker."""
-    return isinstance(value, str) and MARKER_RE.match(value) is not None
+    return isinstance(value, str) and MARKER_RE.fullmatch(value) is not None
 
 
 class Redactor:

