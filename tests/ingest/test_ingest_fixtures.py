@@ -82,8 +82,10 @@ async def test_concurrent_overlapping_posts_store_each_event_once(
 ) -> None:
     path = next(p for p in fixture_paths() if p.name.startswith("audit2rbac"))
     items = [json.loads(line) for line in path.read_text().splitlines()]
-    # Eight senders, each posting an overlapping window of the same log.
+    # Eight senders, each posting an overlapping window of the same log, half of them in
+    # reverse order (the order in which two inserts take unique-index locks must not matter).
     windows = [items[i * 60 : i * 60 + 300] for i in range(8)]
+    windows = [w if i % 2 else w[::-1] for i, w in enumerate(windows)]
     responses = await asyncio.gather(
         *(
             client.post(
