@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 import signal
+import ssl
 import sys
 import tempfile
 import warnings
@@ -108,15 +109,30 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         asyncio.run(_load_demo(settings, url))
     if not settings.is_loopback and not settings.ingest_tokens:
         logger.warning("serve.open_ingest_refused", extra={"host": settings.host})
-    print(f"audit-timeline: open http://{settings.host}:{settings.port}/", flush=True)  # noqa: T201
+    scheme = "https" if settings.tls_certfile else "http"
+    print(f"audit-timeline: open {scheme}://{settings.host}:{settings.port}/", flush=True)  # noqa: T201
     uvicorn.run(
         create_app(settings),
         host=settings.host,
         port=settings.port,
         log_config=None,
         proxy_headers=False,
+        **_tls_options(settings),
     )
     return 0
+
+
+def _tls_options(settings: Settings) -> dict[str, object]:
+    if settings.tls_certfile is None:
+        return {}
+    options: dict[str, object] = {
+        "ssl_certfile": str(settings.tls_certfile),
+        "ssl_keyfile": str(settings.tls_keyfile) if settings.tls_keyfile else None,
+    }
+    if settings.tls_client_ca is not None:
+        options["ssl_ca_certs"] = str(settings.tls_client_ca)
+        options["ssl_cert_reqs"] = ssl.CERT_REQUIRED
+    return options
 
 
 def _secret(value: str) -> object:
@@ -208,8 +224,13 @@ async def _run_import(settings: Settings, args: argparse.Namespace, url: str) ->
 
 
 def _poll(settings: Settings, args: argparse.Namespace) -> int:
-    print("audit-timeline poll: the Elasticsearch poller is not built yet", file=sys.stderr)  # noqa: T201
-    return 2
+    from app.poller.__main__ import poll
+
+    if not settings.es_url:
+        print("audit-timeline poll: set AUDIT_TIMELINE_ES_URL", file=sys.stderr)  # noqa: T201
+        return 2
+    url = _database_url(settings)
+    return asyncio.run(poll(settings, url, once=args.once))
 
 
 if __name__ == "__main__":

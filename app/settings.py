@@ -46,6 +46,12 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
 
+    # TLS for the listener (serve). With tls_client_ca set, every client must present a
+    # certificate signed by it (kube-apiserver's webhook kubeconfig: client-certificate/key).
+    tls_certfile: Path | None = None
+    tls_keyfile: Path | None = None
+    tls_client_ca: Path | None = None
+
     # "token=cluster,token2=cluster2", or a path to a file with one token=cluster per line.
     ingest_tokens: SecretStr | None = None
     ingest_max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
@@ -75,6 +81,9 @@ class Settings(BaseSettings):
     # else es_cluster. "fixed" always uses es_cluster.
     es_cluster_from: Literal["auto", "document", "index", "fixed"] = "auto"
     es_cluster: str = "cluster"
+    es_request_timeout: timedelta = timedelta(seconds=30)
+    # Back-off while Elasticsearch or PostgreSQL is down: 1 s, doubling up to this.
+    es_backoff_max: timedelta = timedelta(seconds=60)
 
     @field_validator("redact_paths", "es_url", mode="before")
     @classmethod
