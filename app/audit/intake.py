@@ -14,7 +14,6 @@ from typing import Any
 from app.audit.normalize import InvalidEvent, normalize_event
 from app.audit.redact import Redactor
 
-
 # Kubernetes objects nest a few dozen levels; far deeper input only threatens recursion limits
 # further down (rendering, serialising), so it is quarantined.
 MAX_DEPTH = 200

@@ -7,11 +7,12 @@ reported and a re-run stores only what is missing.
 from __future__ import annotations
 
 import gzip
+import io
 import logging
 import os
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import IO
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -39,20 +40,35 @@ def line_item(line: bytes, origin: str) -> RawItem | None:
         return RawItem(raw=line, error=str(exc), origin=origin)
 
 
-def read_batches(handle: IO[bytes], name: str) -> Iterator[list[RawItem]]:
-    """Batches of items from a log, each item tagged with file name and line number."""
+def read_batches(handle: io.BufferedIOBase, name: str) -> Iterator[list[RawItem]]:
+    """Batches of items from a log, each item tagged with file name and line number.
+
+    A .gz that ends early or is corrupt yields what was readable plus one quarantine item
+    at the line where it broke, instead of failing the whole import.
+    """
     batch: list[RawItem] = []
-    for number, line in enumerate(iter(lambda: handle.readline(MAX_LINE_BYTES), b""), start=1):
+    number = 0
+    while True:
+        number += 1
         origin = f"{name}:{number}"
-        if len(line) >= MAX_LINE_BYTES and not line.endswith(b"\n"):
-            batch.append(RawItem(raw=line[:4096], error="line longer than 64 MiB", origin=origin))
-            # Skip the rest of the over-long line.
-            while (rest := handle.readline(MAX_LINE_BYTES)) and not rest.endswith(b"\n"):
-                pass
-        else:
-            item = line_item(line, origin)
-            if item is not None:
-                batch.append(item)
+        try:
+            line = handle.readline(MAX_LINE_BYTES)
+            if len(line) >= MAX_LINE_BYTES and not line.endswith(b"\n"):
+                batch.append(
+                    RawItem(raw=line[:4096], error="line longer than 64 MiB", origin=origin)
+                )
+                # Skip the rest of the over-long line.
+                while (rest := handle.readline(MAX_LINE_BYTES)) and not rest.endswith(b"\n"):
+                    pass
+                line = b""
+            elif not line:
+                break
+        except (EOFError, OSError, zlib.error) as exc:
+            batch.append(RawItem(raw=b"", error=f"unreadable from here on: {exc}", origin=origin))
+            break
+        item = line_item(line, origin)
+        if item is not None:
+            batch.append(item)
         if len(batch) >= BATCH_LINES:
             yield batch
             batch = []
@@ -99,7 +115,7 @@ async def import_files(
         with path.open("rb") as probe:
             is_gzip = probe.read(2) == b"\x1f\x8b"
         with path.open("rb") as raw:
-            handle: IO[bytes] = gzip.GzipFile(fileobj=raw, mode="rb") if is_gzip else raw
+            handle: io.BufferedIOBase = gzip.GzipFile(fileobj=raw, mode="rb") if is_gzip else raw
             position = 0
             for items in read_batches(handle, path.name):
                 file_result += await store_items(

@@ -19,11 +19,13 @@ from app.audit import queries
 from app.audit.intake import prepare_batch
 from app.audit.queries import EMPTY_RESULT, StoreResult
 from app.audit.redact import Redactor
+from app.db import DATABASE_DOWN_ERRORS
 from app.ingest.file_import import MAX_LINE_BYTES, SOURCE, line_item
 
 logger = logging.getLogger(__name__)
 
 READ_CHUNK = 4 * 1024 * 1024
+MAX_BACKOFF_SECONDS = 30.0
 
 
 @dataclass
@@ -64,34 +66,54 @@ class FileFollower:
 
     async def run(self, stop: asyncio.Event) -> StoreResult:
         """Follow until stop is set; return what was stored."""
-        current = await self._resume()
+        current: _Open | None = None
+        is_resumed = False
+        backoff = self.poll_seconds
         try:
             while not stop.is_set():
-                if current is None:
-                    current = self._open_new()
+                try:
+                    if not is_resumed:
+                        current = await self._resume()
+                        is_resumed = True
                     if current is None:
-                        await self._sleep(stop)
-                        continue
-                progressed = await self._read_available(current, final=False)
-                if progressed:
+                        current = self._open_new()
+                    if current is None:
+                        is_idle = True  # the file does not exist (yet)
+                    else:
+                        current, is_idle = await self._step(current)
+                except DATABASE_DOWN_ERRORS as exc:
+                    # Nothing of the failed batch was committed and the offset did not move:
+                    # the same lines are read again once PostgreSQL answers.
+                    logger.warning(
+                        "follow.database_unavailable",
+                        extra={"path": self.key, "retry_in": backoff, "error": str(exc)[:200]},
+                    )
+                    await self._sleep(stop, backoff)
+                    backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
                     continue
-                replaced = self._replacement(current)
-                if replaced:
-                    # Rotated: the old file may have gained lines since the last read.
-                    await self._read_available(current, final=True)
-                    os.close(current.handle)
-                    current = self._open_new()
-                    logger.info("follow.rotated", extra={"path": self.key})
-                    continue
-                await self._sleep(stop)
+                backoff = self.poll_seconds
+                if is_idle:
+                    await self._sleep(stop, self.poll_seconds)
         finally:
             if current is not None:
                 os.close(current.handle)
         return self.total
 
-    async def _sleep(self, stop: asyncio.Event) -> None:
+    async def _step(self, current: _Open) -> tuple[_Open | None, bool]:
+        """Store what is new, or move on to a rotated-in file; True as well when there was none."""
+        if await self._read_available(current, final=False):
+            return current, False
+        if self._replacement(current):
+            # Rotated: the old file may have gained lines since the last read.
+            await self._read_available(current, final=True)
+            os.close(current.handle)
+            logger.info("follow.rotated", extra={"path": self.key})
+            return self._open_new(), False
+        return current, True
+
+    async def _sleep(self, stop: asyncio.Event, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=self.poll_seconds)
+            await asyncio.wait_for(stop.wait(), timeout=seconds)
 
     async def _resume(self) -> _Open | None:
         async with self.sessionmaker() as session:
@@ -113,9 +135,11 @@ class FileFollower:
             logger.warning("follow.rotated_file_gone", extra={"path": self.key})
             return self._open_new()
         handle = os.open(rotated, os.O_RDONLY)
-        opened = _Open(handle=handle, inode=checkpoint.inode, offset=checkpoint.offset)
-        await self._read_available(opened, final=True)
-        os.close(handle)
+        try:
+            opened = _Open(handle=handle, inode=checkpoint.inode, offset=checkpoint.offset)
+            await self._read_available(opened, final=True)
+        finally:
+            os.close(handle)
         return self._open_new()
 
     def _open_new(self) -> _Open | None:

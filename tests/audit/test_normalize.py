@@ -123,7 +123,8 @@ def test_non_resource_request_is_kept_without_object() -> None:
     event = audit_event(verb="get", requestURI="/healthz")
     del event["objectRef"]
     row = normalize(event)
-    assert row["resource"] is None and row["name"] is None
+    assert row["resource"] is None
+    assert row["name"] is None
     assert row["request_uri"] == "/healthz"
 
 
@@ -193,7 +194,8 @@ def test_bodies_are_split_out_of_raw() -> None:
     row = normalize(audit_event(requestObject={"a": 1}, responseObject={"b": 2}))
     assert row["request_object"] == {"a": 1}
     assert row["response_object"] == {"b": 2}
-    assert "requestObject" not in row["raw"] and "responseObject" not in row["raw"]
+    assert "requestObject" not in row["raw"]
+    assert "responseObject" not in row["raw"]
 
 
 def test_offset_times_order_correctly() -> None:

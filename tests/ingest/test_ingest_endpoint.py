@@ -232,7 +232,8 @@ async def test_secret_values_appear_nowhere(
     listing = await client.get("/api/v1/events")
     event_id = listing.json()["items"][0]["id"]
     detail = await client.get(f"/api/v1/events/{event_id}")
-    assert secret not in listing.text and secret not in detail.text
+    assert secret not in listing.text
+    assert secret not in detail.text
     assert set(detail.json()["response_object"]["data"]) == {"password"}
     assert secret not in caplog.text
 

@@ -1,4 +1,4 @@
-"""Every real fixture through POST /ingest as EventList batches: counts, quarantine, losslessness."""
+"""Every real fixture through POST /ingest as EventList batches: counts, quarantine, lossless."""
 
 from __future__ import annotations
 
