@@ -1,12 +1,15 @@
-"""What the real fixtures should turn into, computed independently of the app's code.
+"""What audit log lines should turn into, worked out independently of the app's code.
 
 An item is an Event when it is an object with string auditID/stage/verb, a known kind and
-apiVersion (or none), and a stage time; AKS diagnostic records carry one in properties.log.
+apiVersion (or none), a stage time and no NUL character; AKS diagnostic records carry one in
+properties.log. The first Event of an identity (auditID, stage) is stored; an exact repeat is a
+duplicate; a different Event under a taken identity is quarantined as a conflict.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,14 +18,27 @@ API_VERSIONS = {None, "audit.k8s.io/v1", "audit.k8s.io/v1beta1"}
 
 
 def unwrap(item: Any) -> Any:
-    """The Event inside an AKS diagnostic record, else the item itself."""
-    if isinstance(item, dict) and "auditID" not in item:
-        log = (item.get("properties") or {}).get("log")
-        if isinstance(log, str):
+    """The Event inside an AKS diagnostic record (properties.log, object or JSON string)."""
+    if not isinstance(item, dict) or "auditID" in item:
+        return item
+    props = item.get("properties")
+    log = props.get("log") if isinstance(props, dict) else None
+    if isinstance(log, str):
+        try:
             log = json.loads(log)
-        if isinstance(log, dict):
-            return log
-    return item
+        except ValueError:
+            return item
+    return log if isinstance(log, dict) and "auditID" in log else item
+
+
+def contains_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(contains_nul(k) or contains_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(contains_nul(v) for v in value)
+    return False
 
 
 def is_event(item: Any) -> bool:
@@ -32,31 +48,47 @@ def is_event(item: Any) -> bool:
         and item.get("kind", "Event") == "Event"
         and item.get("apiVersion") in API_VERSIONS
         and ("stageTimestamp" in item or "timestamp" in item)
+        and not contains_nul(item)
     )
 
 
 @dataclass
 class Expected:
-    """First occurrence of each (auditID, stage), and how many items are not Events."""
+    """First Event of each identity, exact repeats, conflicts, and lines that are no Event."""
 
     events: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
-    items: int = 0
-    not_events: int = 0
+    duplicates: int = 0
+    conflicts: int = 0
+    not_event_origins: set[str] = field(default_factory=set)
 
     @property
-    def duplicates(self) -> int:
-        return self.items - self.not_events - len(self.events)
+    def quarantined(self) -> int:
+        return len(self.not_event_origins) + self.conflicts
 
-
-def expected_from(path: Path) -> Expected:
-    expected = Expected()
-    for line in path.read_text().splitlines():
-        if not line.strip():
-            continue
-        expected.items += 1
-        item = unwrap(json.loads(line))
-        if is_event(item):
-            expected.events.setdefault((item["auditID"], item["stage"]), item)
+    def add(self, item: Any, origin: str) -> None:
+        event = unwrap(item)
+        if not is_event(event):
+            self.not_event_origins.add(origin)
+            return
+        key = (event["auditID"], event["stage"])
+        if key not in self.events:
+            self.events[key] = event
+        elif self.events[key] == event:
+            self.duplicates += 1
         else:
-            expected.not_events += 1
+            self.conflicts += 1
+
+
+def expected_from(paths: Path | Iterable[Path]) -> Expected:
+    """Classify every non-blank line of the files, as one cluster (keys dedupe across files)."""
+    expected = Expected()
+    for path in [paths] if isinstance(paths, Path) else paths:
+        for number, line in enumerate(path.read_bytes().split(b"\n"), start=1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+            except ValueError:
+                item = None
+            expected.add(item, f"{path.name}:{number}")
     return expected

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.audit.normalize import InvalidEvent, normalize_event
+from app.audit.normalize import InvalidEvent, normalize_event, reconstruct_event
 from app.audit.redact import Redactor
 
 # Kubernetes objects nest a few dozen levels; far deeper input only threatens recursion limits
@@ -151,6 +151,30 @@ def prepare_batch(
             continue
         batch.events.append(row)
     return batch
+
+
+EventKey = tuple[str, str, str]
+
+
+def event_key(row: Mapping[str, Any]) -> EventKey:
+    """The identity of a stored event: (cluster, auditID, stage)."""
+    return (row["cluster"], row["audit_id"], row["stage"])
+
+
+def conflict_row(row: Mapping[str, Any], *, stored_as: str) -> QuarantineRow:
+    """A second, different event under an identity already taken. Kept apart, never merged:
+    a reused Audit-ID must not hide a request, nor overwrite the event stored first."""
+    cluster, audit_id, stage = event_key(row)
+    event = reconstruct_event(row["raw"], row["request_object"], row["response_object"])
+    return QuarantineRow(
+        raw=json.dumps(event, ensure_ascii=False).encode("utf-8"),
+        error=(
+            f"auditID {audit_id!r} stage {stage} is already stored ({stored_as}) with"
+            " different content"
+        ),
+        origin=None,
+        is_redacted=bool(row["is_redacted"]),
+    )
 
 
 def quarantine_row(item: RawItem, error: str, redactor: Redactor) -> QuarantineRow:

@@ -7,6 +7,7 @@ transaction).
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -17,10 +18,12 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.audit.intake import QuarantineRow
+from app.audit.intake import QuarantineRow, conflict_row
 from app.audit.models import AuditEvent, FileCheckpoint, PollCheckpoint, QuarantinedItem
 from app.audit.schemas import CHANGE_VERBS, Cursor, TimelineFilter
 from app.errors import NotFound
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -42,9 +45,7 @@ EMPTY_RESULT = StoreResult(0, 0, 0)
 EVENT_COLUMNS = tuple(
     c.name for c in AuditEvent.__table__.columns if c.name not in ("id", "ingested_at")
 )
-_JSON_COLUMNS = frozenset(
-    c.name for c in AuditEvent.__table__.columns if isinstance(c.type, JSONB)
-)
+_JSON_COLUMNS = frozenset(c.name for c in AuditEvent.__table__.columns if isinstance(c.type, JSONB))
 _COLUMN_LIST = ", ".join(EVENT_COLUMNS)
 
 
@@ -55,34 +56,47 @@ def _copy_value(column: str, value: Any) -> Any:
     return value
 
 
-async def insert_events(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> int:
-    """Insert rows, skipping (cluster, audit_id, stage) already stored; return how many new."""
-    # The first occurrence of a key in a batch wins, as it would across batches.
-    unique = list({(r["cluster"], r["audit_id"], r["stage"]): r for r in reversed(rows)}.values())
-    if not unique:
-        return 0
+async def insert_events(
+    session: AsyncSession, rows: Sequence[dict[str, Any]]
+) -> tuple[int, list[tuple[int, int]]]:
+    """Insert rows; an identity (cluster, audit_id, stage) already taken, in the database or
+    earlier in rows, is skipped. Return how many were new, and (index in rows, stored id) for
+    each skipped row whose content differs from the stored one."""
+    if not rows:
+        return 0, []
     # COPY into a per-connection staging table, then one INSERT ... SELECT: about 4x the
     # rate of a multi-row INSERT (bench/ingest_throughput.py). Inserting in key order means
     # concurrent overlapping batches take their unique-index locks in the same order, so
-    # they cannot deadlock.
+    # they cannot deadlock; within a key, the ordinal makes the first occurrence win.
     connection = await session.connection()
     raw = (await connection.get_raw_connection()).driver_connection
     async with raw.cursor() as cursor:
         await cursor.execute(
             "CREATE TEMP TABLE IF NOT EXISTS incoming_event ON COMMIT DELETE ROWS AS"
-            f" SELECT {_COLUMN_LIST} FROM audit_event WITH NO DATA"
+            f" SELECT 0 AS ordinal, {_COLUMN_LIST} FROM audit_event WITH NO DATA"
         )
-        async with cursor.copy(f"COPY incoming_event ({_COLUMN_LIST}) FROM STDIN") as copy:
-            for row in unique:
-                await copy.write_row([_copy_value(c, row[c]) for c in EVENT_COLUMNS])
+        copy_sql = f"COPY incoming_event (ordinal, {_COLUMN_LIST}) FROM STDIN"
+        async with cursor.copy(copy_sql) as copy:
+            for ordinal, row in enumerate(rows):
+                await copy.write_row([ordinal, *(_copy_value(c, row[c]) for c in EVENT_COLUMNS)])
         await cursor.execute(
             f"INSERT INTO audit_event ({_COLUMN_LIST}) SELECT {_COLUMN_LIST}"
-            " FROM incoming_event ORDER BY cluster, audit_id, stage"
+            " FROM incoming_event ORDER BY cluster, audit_id, stage, ordinal"
             " ON CONFLICT (cluster, audit_id, stage) DO NOTHING"
         )
         inserted = cursor.rowcount
+        # What was just inserted equals itself: this finds only skipped rows that differ.
+        await cursor.execute(
+            "SELECT i.ordinal, a.id FROM incoming_event i JOIN audit_event a"
+            " ON a.cluster = i.cluster AND a.audit_id = i.audit_id AND a.stage = i.stage"
+            " WHERE a.raw IS DISTINCT FROM i.raw"
+            " OR a.request_object IS DISTINCT FROM i.request_object"
+            " OR a.response_object IS DISTINCT FROM i.response_object"
+            " ORDER BY i.ordinal"
+        )
+        differing = [(ordinal, event_id) for ordinal, event_id in await cursor.fetchall()]
         await cursor.execute("TRUNCATE incoming_event")
-    return inserted
+    return inserted, differing
 
 
 async def insert_quarantined(
@@ -117,10 +131,20 @@ async def store_batch(
     cluster: str | None,
     source: str,
 ) -> StoreResult:
-    """Store a prepared batch (events + quarantine) and count the outcome."""
-    stored = await insert_events(session, events)
-    count = await insert_quarantined(session, quarantined, cluster=cluster, source=source)
-    return StoreResult(stored=stored, duplicates=len(events) - stored, quarantined=count)
+    """Store a prepared batch and count the outcome. Exact repeats are duplicates; a different
+    event under an identity already taken goes to the quarantine with the reason."""
+    stored, differing = await insert_events(session, events)
+    conflicts = [
+        conflict_row(events[i], stored_as=f"event {event_id}") for i, event_id in differing
+    ]
+    if conflicts:
+        logger.warning("store.audit_id_conflict", extra={"count": len(conflicts), "source": source})
+    count = await insert_quarantined(
+        session, [*quarantined, *conflicts], cluster=cluster, source=source
+    )
+    return StoreResult(
+        stored=stored, duplicates=len(events) - stored - len(conflicts), quarantined=count
+    )
 
 
 def _filter_conditions(f: TimelineFilter) -> list[ColumnElement[bool]]:

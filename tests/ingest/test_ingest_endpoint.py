@@ -254,3 +254,19 @@ async def test_metrics_count_outcomes(client: httpx.AsyncClient) -> None:
 async def test_probes(client: httpx.AsyncClient) -> None:
     assert (await client.get("/healthz")).json() == {"status": "ok"}
     assert (await client.get("/readyz")).json() == {"status": "ok", "database": "up"}
+
+
+async def test_reused_audit_id_with_different_content_is_kept_apart(
+    client: httpx.AsyncClient, database_url: str
+) -> None:
+    first = audit_event(user={"username": "alice"})
+    # Same identity (clients may set the Audit-ID header), different request: must not vanish.
+    impostor = {**first, "user": {"username": "mallory"}, "verb": "delete"}
+    in_batch = await post(client, event_list([first, first, impostor]))
+    assert in_batch.json() == {"stored": 1, "duplicates": 1, "quarantined": 1}
+    later = await post(client, event_list([impostor, first]))
+    assert later.json() == {"stored": 0, "duplicates": 1, "quarantined": 1}
+    assert query_all(database_url, "SELECT username FROM audit_event") == [("alice",)]
+    rows = query_all(database_url, "SELECT raw, error, origin FROM quarantined_item ORDER BY id")
+    assert [json.loads(bytes(raw))["user"]["username"] for raw, _, _ in rows] == ["mallory"] * 2
+    assert all("already stored (event 1) with different content" in row[1] for row in rows)
