@@ -60,15 +60,20 @@ class Expected:
     duplicates: int = 0
     conflicts: int = 0
     not_event_origins: set[str] = field(default_factory=set)
+    # Distinct contents: the quarantine keeps the same bytes from one sender once.
+    distinct_quarantined: set[str] = field(default_factory=set)
+    distinct_conflicts: set[str] = field(default_factory=set)
 
     @property
     def quarantined(self) -> int:
+        """Items the answers count as quarantined."""
         return len(self.not_event_origins) + self.conflicts
 
     def add(self, item: Any, origin: str) -> None:
         event = unwrap(item)
         if not is_event(event):
             self.not_event_origins.add(origin)
+            self.distinct_quarantined.add(json.dumps(item, sort_keys=True))
             return
         key = (event["auditID"], event["stage"])
         if key not in self.events:
@@ -77,6 +82,8 @@ class Expected:
             self.duplicates += 1
         else:
             self.conflicts += 1
+            self.distinct_conflicts.add(json.dumps(event, sort_keys=True))
+            self.distinct_quarantined.add(json.dumps(event, sort_keys=True))
 
 
 def expected_from(paths: Path | Iterable[Path]) -> Expected:

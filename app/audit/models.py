@@ -110,6 +110,8 @@ class QuarantinedItem(Base):
     source: Mapped[str] = mapped_column(Text)
     origin: Mapped[str | None] = mapped_column(Text)
     raw: Mapped[bytes] = mapped_column(LargeBinary)
+    # The same bytes from the same sender are kept once, so retried batches do not pile up.
+    raw_sha256: Mapped[bytes] = mapped_column(LargeBinary)
     error: Mapped[str] = mapped_column(Text)
     # True when secret values were replaced in `raw` before it was stored.
     is_redacted: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
@@ -117,7 +119,10 @@ class QuarantinedItem(Base):
         DateTime(timezone=True), server_default=func.now()
     )
 
-    __table_args__ = (Index("ix_quarantined_item_received_at", "received_at"),)
+    __table_args__ = (
+        Index("ix_quarantined_item_received_at", "received_at"),
+        UniqueConstraint("source", "cluster", "raw_sha256", postgresql_nulls_not_distinct=True),
+    )
 
 
 class FileCheckpoint(Base):
@@ -129,6 +134,22 @@ class FileCheckpoint(Base):
     cluster: Mapped[str] = mapped_column(Text)
     inode: Mapped[int] = mapped_column(BigInteger)
     offset: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
+
+
+class PollCheckpoint(Base):
+    """How far the Elasticsearch poller has stored one stream (saved with the events it covers).
+
+    `cursor_at` is the newest sort time stored; a cycle re-reads from it minus the overlap window.
+    """
+
+    __tablename__ = "poll_checkpoint"
+
+    key: Mapped[str] = mapped_column(Text, primary_key=True)
+    cursor_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    newest_event_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
     )

@@ -6,6 +6,7 @@ transaction).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import AsyncIterator, Sequence
@@ -102,23 +103,26 @@ async def insert_events(
 async def insert_quarantined(
     session: AsyncSession, rows: Sequence[QuarantineRow], *, cluster: str | None, source: str
 ) -> int:
-    """Keep unusable items with their reason; return how many."""
+    """Keep unusable items with their reason (bytes already kept from this sender are not
+    kept twice); return how many items were quarantined."""
     if not rows:
         return 0
+    values = {
+        (cluster, source, hashlib.sha256(row.raw).digest()): {
+            "cluster": cluster,
+            "source": source,
+            "origin": row.origin,
+            "raw": row.raw,
+            "raw_sha256": hashlib.sha256(row.raw).digest(),
+            "error": row.error,
+            "is_redacted": row.is_redacted,
+        }
+        for row in reversed(rows)
+    }
     await session.execute(
-        pg_insert(QuarantinedItem).values(
-            [
-                {
-                    "cluster": cluster,
-                    "source": source,
-                    "origin": row.origin,
-                    "raw": row.raw,
-                    "error": row.error,
-                    "is_redacted": row.is_redacted,
-                }
-                for row in rows
-            ]
-        )
+        pg_insert(QuarantinedItem)
+        .values(list(values.values())[::-1])
+        .on_conflict_do_nothing(index_elements=["source", "cluster", "raw_sha256"])
     )
     return len(rows)
 

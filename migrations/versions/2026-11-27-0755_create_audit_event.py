@@ -137,6 +137,7 @@ def upgrade() -> None:
         sa.Column("source", sa.Text(), nullable=False),
         sa.Column("origin", sa.Text(), nullable=True),
         sa.Column("raw", sa.LargeBinary(), nullable=False),
+        sa.Column("raw_sha256", sa.LargeBinary(), nullable=False),
         sa.Column("error", sa.Text(), nullable=False),
         sa.Column("is_redacted", sa.Boolean(), server_default=sa.text("false"), nullable=False),
         sa.Column(
@@ -146,6 +147,13 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_quarantined_item")),
+        sa.UniqueConstraint(
+            "source",
+            "cluster",
+            "raw_sha256",
+            name=op.f("uq_quarantined_item_source_cluster_raw_sha256"),
+            postgresql_nulls_not_distinct=True,
+        ),
     )
     op.create_index(
         "ix_quarantined_item_received_at", "quarantined_item", ["received_at"], unique=False

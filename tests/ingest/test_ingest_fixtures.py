@@ -59,9 +59,9 @@ async def test_fixture_counts_quarantine_and_reconstruction(
             assert detail["event"].keys() == original.keys()  # only redaction may differ
             assert "[redacted:hmac-sha256:" in json.dumps(detail["event"])
     quarantined = query_all(database_url, "SELECT raw, error FROM quarantined_item")
-    assert len(quarantined) == expected.quarantined
-    conflicts = [error for _, error in quarantined if "already stored" in error]
-    assert len(conflicts) == expected.conflicts
+    assert len(quarantined) == len(expected.distinct_quarantined)
+    stored_conflicts = [error for _, error in quarantined if "already stored" in error]
+    assert len(stored_conflicts) == len(expected.distinct_conflicts)
 
 
 async def test_reposting_every_batch_stores_nothing_new(client: httpx.AsyncClient) -> None:
