@@ -30,6 +30,10 @@ class PayloadTooLarge(AppError):
     status_code = 413
 
 
+class UnsupportedEncoding(AppError):
+    status_code = 415
+
+
 class SourceUnavailable(AppError):
     """A backing service (PostgreSQL, Elasticsearch) cannot be reached."""
 

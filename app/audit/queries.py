@@ -48,6 +48,7 @@ EVENT_COLUMNS = tuple(
 )
 _JSON_COLUMNS = frozenset(c.name for c in AuditEvent.__table__.columns if isinstance(c.type, JSONB))
 _COLUMN_LIST = ", ".join(EVENT_COLUMNS)
+_QUARANTINE_CHUNK = 5000
 
 
 def _copy_value(column: str, value: Any) -> Any:
@@ -119,11 +120,14 @@ async def insert_quarantined(
         }
         for row in reversed(rows)
     }
-    await session.execute(
-        pg_insert(QuarantinedItem)
-        .values(list(values.values())[::-1])
-        .on_conflict_do_nothing(index_elements=["source", "cluster", "raw_sha256"])
-    )
+    unique = list(values.values())[::-1]
+    # Chunks keep each INSERT below PostgreSQL's 65,535 bind parameters.
+    for start in range(0, len(unique), _QUARANTINE_CHUNK):
+        await session.execute(
+            pg_insert(QuarantinedItem)
+            .values(unique[start : start + _QUARANTINE_CHUNK])
+            .on_conflict_do_nothing(index_elements=["source", "cluster", "raw_sha256"])
+        )
     return len(rows)
 
 

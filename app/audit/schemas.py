@@ -9,14 +9,33 @@ import base64
 import binascii
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from app.errors import InvalidFilter
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _STATUS_RE = re.compile(r"^(success|failure|[1-5]xx|[1-5]\d\d)$")
+
+
+# Verbs that change objects: what the dashboard shows unless reads are included.
+CHANGE_VERBS = ("create", "update", "patch", "delete", "deletecollection")
+Window = Literal["15m", "1h", "24h", "7d", "30d"]
+WINDOWS: dict[str, timedelta] = {
+    "15m": timedelta(minutes=15),
+    "1h": timedelta(hours=1),
+    "24h": timedelta(hours=24),
+    "7d": timedelta(days=7),
+    "30d": timedelta(days=30),
+}
 
 
 def _drop_blank(values: list[str]) -> list[str]:
@@ -49,6 +68,16 @@ class TimelineFilter(BaseModel):
         default=None,
         description="`success` (code < 400), `failure` (code >= 400), a class such as "
         "`4xx`, or an exact code such as `403`.",
+    )
+    window: Window | None = Field(
+        default=None,
+        description="Relative time range ending now (`15m`, `1h`, `24h`, `7d`, `30d`); "
+        "combines with `since`/`until` (both apply).",
+    )
+    include_reads: bool | None = Field(
+        default=None,
+        description="`false`: only changes (create, update, patch, delete) unless `verb` is "
+        "given. Unset: the API returns every verb; the dashboard shows changes only.",
     )
     q: str | None = Field(default=None, max_length=253, description="Object-name substring")
     cursor: str | None = Field(default=None, max_length=200, description="From next_cursor")
@@ -83,6 +112,27 @@ class TimelineFilter(BaseModel):
     @classmethod
     def _utc(cls, value: datetime | None) -> datetime | None:
         return value.astimezone(UTC) if value is not None else None
+
+    @model_validator(mode="after")
+    def _range(self) -> TimelineFilter:
+        if self.since is not None and self.until is not None and self.since >= self.until:
+            raise ValueError("since must be earlier than until")
+        return self
+
+    @field_validator("window", "include_reads", "since", "until", mode="before")
+    @classmethod
+    def _unset(cls, value: object) -> object:
+        # A plain GET form sends window= for "all time".
+        return None if value == "" else value
+
+    def effective_since(self, now: datetime) -> datetime | None:
+        """The lower time bound after applying `window` relative to now."""
+        bounds = [b for b in (self.since, now - WINDOWS[self.window] if self.window else None) if b]
+        return max(bounds) if bounds else None
+
+    def is_changes_only(self) -> bool:
+        """True when only change verbs are selected by the reads switch."""
+        return self.include_reads is False and not self.verb
 
 
 class Cursor(BaseModel):

@@ -32,7 +32,7 @@ def gunzip(data: bytes, *, limit: int) -> bytes:
 
 def split_body(data: bytes) -> list[RawItem]:
     """Split a body into items; raise InvalidPayload when it is no recognisable shape."""
-    stripped = data.strip()
+    stripped = data.removeprefix(b"\xef\xbb\xbf").strip()  # a UTF-8 byte-order mark is harmless
     if not stripped:
         raise InvalidPayload("empty body: send an audit.k8s.io EventList, an Event or NDJSON")
     try:

@@ -37,7 +37,9 @@ class _Open:
 
 def find_rotated(path: Path, inode: int) -> Path | None:
     """The sibling of path (e.g. kube-audit.log.1) that holds inode, if it still exists."""
-    for candidate in sorted(path.parent.glob(path.name + "*")):
+    # Not glob(): a file name may hold glob metacharacters such as [ or *.
+    siblings = sorted(p for p in path.parent.iterdir() if p.name.startswith(path.name))
+    for candidate in siblings:
         try:
             if candidate.stat().st_ino == inode and not candidate.name.endswith(".gz"):
                 return candidate

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Request
 from app.audit import queries
 from app.audit.intake import PreparedBatch, prepare_batch
 from app.audit.schemas import IngestResult
-from app.errors import PayloadTooLarge
+from app.errors import PayloadTooLarge, UnsupportedEncoding
 from app.ingest.auth import authenticate_ingest
 from app.ingest.decode import gunzip, split_body
 
@@ -59,6 +59,10 @@ async def ingest(
     limit = state.settings.ingest_max_body_bytes
     body = await read_body(request, limit)
     encoding = request.headers.get("content-encoding", "").strip().lower()
+    if encoding not in ("", "identity", "gzip", "x-gzip"):
+        raise UnsupportedEncoding(
+            f"Content-Encoding {encoding[:40]!r} is not supported: send gzip or no encoding"
+        )
     is_gzip = encoding in ("gzip", "x-gzip")
 
     def prepare() -> PreparedBatch:

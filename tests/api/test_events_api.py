@@ -234,3 +234,12 @@ async def test_openapi_documents_the_filters(api: httpx.AsyncClient) -> None:
     assert {"resource", "namespace", "user", "verb", "since", "until", "cursor", "limit"} <= params
     assert (await api.get("/docs")).status_code == 200
     assert json.dumps(spec)  # serialisable
+
+
+async def test_empty_time_range_is_refused(api: httpx.AsyncClient) -> None:
+    response = await api.get(
+        "/api/v1/events",
+        params={"since": "2026-01-02T00:00:00Z", "until": "2026-01-01T00:00:00Z"},
+    )
+    assert response.status_code == 422
+    assert "since must be earlier than until" in response.json()["error"]

@@ -275,3 +275,20 @@ async def test_reused_audit_id_with_different_content_is_kept_apart(
     # The same impostor twice is one quarantined item.
     assert [json.loads(bytes(raw))["user"]["username"] for raw, _, _ in rows] == ["mallory"]
     assert "already stored (event 1) with different content" in rows[0][1]
+
+
+async def test_byte_order_mark_and_unsupported_encoding(client: httpx.AsyncClient) -> None:
+    body = b"\xef\xbb\xbf" + json.dumps(event_list([audit_event()])).encode()
+    assert (await post(client, body)).json()["stored"] == 1
+    response = await post(client, body, headers={"content-encoding": "br"})
+    assert response.status_code == 415
+    assert "send gzip or no encoding" in response.json()["error"]
+
+
+async def test_many_tiny_bad_items_are_all_quarantined(
+    client: httpx.AsyncClient, database_url: str
+) -> None:
+    # 20,000 distinct junk items: more rows than one INSERT may carry parameters for.
+    response = await post(client, list(range(20_000)))
+    assert response.json() == {"stored": 0, "duplicates": 0, "quarantined": 20_000}
+    assert query_all(database_url, "SELECT count(*) FROM quarantined_item") == [(20_000,)]
