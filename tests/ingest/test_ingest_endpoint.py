@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -292,3 +293,25 @@ async def test_many_tiny_bad_items_are_all_quarantined(
     response = await post(client, list(range(20_000)))
     assert response.json() == {"stored": 0, "duplicates": 0, "quarantined": 20_000}
     assert query_all(database_url, "SELECT count(*) FROM quarantined_item") == [(20_000,)]
+
+
+async def test_awkward_json_values_survive_the_round_trip(client: httpx.AsyncClient) -> None:
+    body = {
+        "big": 2**80,
+        "small": -(2**70),
+        "float": 1.5e300,
+        "unicode": "ünïcødé ✓ 𝄞 \u2028",
+        "escapes": 'tab\tnewline\nquote"backslash\\',
+        "nested": [[[{"k": None}]]],
+        "empty": {},
+    }
+    event = audit_event(requestObject=body)
+    response = await post(client, event_list([event]))
+    assert response.json()["stored"] == 1
+    listing = (await client.get("/api/v1/events")).json()
+    detail = (await client.get(listing["items"][0]["url"])).json()
+    assert detail["request_object"]["big"] == 2**80
+    # jsonb keeps numbers as exact decimals: 1.5e300 comes back as the same number, written out.
+    assert Decimal(detail["request_object"].pop("float")) == Decimal("1.5e300")
+    del detail["event"]["requestObject"]["float"], event["requestObject"]["float"]
+    assert detail["event"] == event
