@@ -5,6 +5,8 @@ Counts what came in and what became of it; exposes nothing from the events thems
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
@@ -30,7 +32,27 @@ class Metrics:
         )
         self.poller_lag_seconds = Gauge(
             "audit_timeline_poller_lag_seconds",
-            "Now minus the newest event time the poller has stored.",
+            "Now minus the newest event time the poller has seen (NaN before the first).",
+            registry=self.registry,
+        )
+        self.poller_newest_event_at: datetime | None = None
+        self.poller_lag_seconds.set_function(self._poller_lag)
+        self.poller_documents = Counter(
+            "audit_timeline_poller_documents",
+            "Documents the poller read from Elasticsearch, and what became of them"
+            " (read, stored, duplicate, quarantined, skipped).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.poller_errors = Counter(
+            "audit_timeline_poller_errors",
+            "Failed poll attempts, by cause (elasticsearch, database, other).",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.poller_active = Gauge(
+            "audit_timeline_poller_active",
+            "1 while this instance is the active poller (holds the lock), else 0.",
             registry=self.registry,
         )
 
@@ -39,3 +61,8 @@ class Metrics:
         self.ingested.labels(source, "stored").inc(stored)
         self.ingested.labels(source, "duplicate").inc(duplicates)
         self.ingested.labels(source, "quarantined").inc(quarantined)
+
+    def _poller_lag(self) -> float:
+        if self.poller_newest_event_at is None:
+            return float("nan")
+        return (datetime.now(UTC) - self.poller_newest_event_at).total_seconds()

@@ -99,6 +99,16 @@ class Settings(BaseSettings):
             raise ValueError("must be a postgresql:// URL")
         return value
 
+    @field_validator(
+        "es_poll_interval", "es_overlap", "es_request_timeout", "es_backoff_max", mode="before"
+    )
+    @classmethod
+    def _seconds(cls, value: object) -> object:
+        # Plain seconds ("10", "0.5") as well as ISO 8601 durations ("PT5M").
+        if isinstance(value, str) and re.fullmatch(r"\d+(\.\d+)?", value.strip()):
+            return float(value)
+        return value
+
     @field_validator("es_cluster")
     @classmethod
     def _cluster_name(cls, value: str) -> str:

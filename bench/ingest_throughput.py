@@ -83,9 +83,7 @@ async def post_all(base: str, bodies: list[bytes], senders: int) -> int:
     return stored
 
 
-def measure_http(
-    url: str, bodies: list[bytes], data_dir: Path, senders: int
-) -> tuple[float, int]:
+def measure_http(url: str, bodies: list[bytes], data_dir: Path, senders: int) -> tuple[float, int]:
     port = free_port()
     env = {
         **os.environ,
@@ -138,9 +136,10 @@ def copy_baseline(url: str, events: list[dict[str, Any]], redactor: Redactor) ->
         conn.execute("DROP TABLE IF EXISTS copy_baseline")
         conn.execute("CREATE TABLE copy_baseline (LIKE audit_event INCLUDING ALL)")
         started = time.perf_counter()
-        with conn.cursor() as cur, cur.copy(
-            f"COPY copy_baseline ({', '.join(COLUMNS)}) FROM STDIN"
-        ) as copy:
+        with (
+            conn.cursor() as cur,
+            cur.copy(f"COPY copy_baseline ({', '.join(COLUMNS)}) FROM STDIN") as copy,
+        ):
             for row in rows:
                 copy.write_row(
                     [json.dumps(row[c]) if c in ("source_meta", "request_object",

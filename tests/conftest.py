@@ -65,7 +65,10 @@ def _clean_tables(request: pytest.FixtureRequest) -> Iterator[None]:
     if "database_url" in request.fixturenames:
         url = request.getfixturevalue("database_url")
         with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("TRUNCATE audit_event, quarantined_item, file_checkpoint RESTART IDENTITY")
+            conn.execute(
+                "TRUNCATE audit_event, quarantined_item, file_checkpoint, poll_checkpoint"
+                " RESTART IDENTITY"
+            )
 
 
 def make_settings(database_url: str, data_dir: Path, **overrides: Any) -> Settings:
