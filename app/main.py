@@ -13,29 +13,26 @@ import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.api.router import router as events_router
-from app.db import make_engine, make_sessionmaker
+from app.db import DATABASE_DOWN_ERRORS, make_engine, make_sessionmaker
 from app.embedded_db import start_embedded_postgres
 from app.errors import AppError, SourceUnavailable
 from app.ingest.router import router as ingest_router
 from app.metrics import Metrics
+from app.poller.task import PollerTask, start_poller
 from app.redaction_key import make_redactor
 from app.settings import Settings
+from app.web.htmx import render_error, wants_html
+from app.web.router import router as web_router
+from app.web.security import SecurityHeadersMiddleware
+from app.web.templating import STATIC_DIR
 
 logger = logging.getLogger(__name__)
-
-# Errors that mean "the database is not there right now", not "the request is wrong".
-DATABASE_DOWN_ERRORS = (
-    sa_exc.OperationalError,
-    sa_exc.InterfaceError,
-    sa_exc.TimeoutError,
-    ConnectionError,
-)
 
 
 async def resolve_database_url(settings: Settings) -> str:
@@ -54,9 +51,12 @@ def create_app(settings: Settings) -> FastAPI:
         engine = make_engine(url)
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)
+        poller = start_poller(app, settings, engine) if settings.es_url else None
         try:
             yield
         finally:
+            if poller is not None:
+                await poller.stop()
             await engine.dispose()
 
     app = FastAPI(
@@ -73,6 +73,10 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(ingest_router)
     app.include_router(events_router, prefix="/api/v1/events")
     app.include_router(events_router, prefix="/events")
+    app.include_router(web_router)
+    # static/vendor/ is filled by scripts/vendor-assets (htmx from the pinned npm package).
+    app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")
+    app.add_middleware(SecurityHeadersMiddleware)
     _add_probes(app)
     _add_error_handlers(app)
     return app
@@ -90,7 +94,16 @@ def _add_probes(app: FastAPI) -> None:
                 await conn.execute(text("SELECT 1"))
         except DATABASE_DOWN_ERRORS:
             return JSONResponse({"status": "unavailable", "database": "down"}, status_code=503)
-        return JSONResponse({"status": "ok", "database": "up"})
+        body: dict[str, object] = {"status": "ok", "database": "up"}
+        task: PollerTask | None = getattr(request.app.state, "poller", None)
+        if task is not None:
+            # Elasticsearch being down does not make the app unready (ingest and UI still
+            # work); only a poller that died for good does.
+            body["poller"] = task.status.as_dict()
+            if task.status.state == "failed":
+                body["status"] = "unavailable"
+                return JSONResponse(body, status_code=503)
+        return JSONResponse(body)
 
     @app.get("/metrics", tags=["probes"], summary="Prometheus metrics")
     async def metrics(request: Request) -> Response:
@@ -100,6 +113,8 @@ def _add_probes(app: FastAPI) -> None:
 
 
 def _error_response(request: Request, status_code: int, error: str, detail: object) -> Response:
+    if wants_html(request):
+        return render_error(request, status_code, error)
     headers = {}
     if status_code == 503:
         headers["Retry-After"] = str(request.app.state.settings.ingest_retry_after_seconds)
@@ -119,8 +134,10 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
         problems = [
             {
-                "param": ".".join(str(p) for p in err["loc"] if p not in ("query", "path", "body")),
-                "message": err["msg"],
+                # A check across parameters (since < until) has no single parameter.
+                "param": ".".join(str(p) for p in err["loc"] if p not in ("query", "path", "body"))
+                or "query",
+                "message": err["msg"].removeprefix("Value error, "),
             }
             for err in exc.errors()
         ]

@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     # "token=cluster,token2=cluster2", or a path to a file with one token=cluster per line.
     ingest_tokens: SecretStr | None = None
     ingest_max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    # kube-apiserver sends at most 400 events a batch; this bounds the work one request makes.
+    ingest_max_items: int = Field(default=50_000, ge=1)
     # The answer to a webhook sender when the database is down (kube-apiserver retries).
     ingest_retry_after_seconds: int = Field(default=10, ge=1)
 

@@ -5,17 +5,30 @@ Parses and renders only; the SQL lives in app/audit/queries.py.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import StreamingResponse
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.audit import queries
+from app.audit.export import CSV_HEADER, csv_header, csv_row, export_filename, ndjson_row
 from app.audit.models import AuditEvent
 from app.audit.normalize import reconstruct_event
 from app.audit.schemas import AuditEventDetail, AuditEventOut, EventPage, TimelineFilter, UserOut
 from app.db import SessionDep
 
 router = APIRouter(tags=["events"])
+
+_EXPORT_CHUNK_ROWS = 500
+EXPORT_DOC = (
+    "All events matching the filters (cursor and limit are ignored), newest first. Columns: "
+    + ", ".join(CSV_HEADER)
+    + ". CSV: UTF-8 with a byte-order mark, lists joined with ';', cells starting with "
+    "= + - @ tab, CR or LF prefixed with a single quote."
+)
 
 
 def event_out(row: AuditEvent) -> AuditEventOut:
@@ -64,6 +77,71 @@ def _common_fields(row: AuditEvent) -> dict[str, object]:
 async def list_events(f: Annotated[TimelineFilter, Query()], session: SessionDep) -> EventPage:
     rows, next_cursor = await queries.timeline(session, f)
     return EventPage(items=[event_out(row) for row in rows], next_cursor=next_cursor)
+
+
+# Declared before "/{event_id}" so that "export.csv" is not taken for an event id.
+@router.get(
+    "/export.csv",
+    summary="Every matching event as CSV (streamed; formula cells neutralised)",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/csv": {}}, "description": EXPORT_DOC}},
+)
+async def export_csv(request: Request, f: Annotated[TimelineFilter, Query()]) -> StreamingResponse:
+    return await _export_response(request, f, extension="csv")
+
+
+@router.get(
+    "/export.ndjson",
+    summary="Every matching event as newline-delimited JSON (streamed)",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/x-ndjson": {}}, "description": EXPORT_DOC}},
+)
+async def export_ndjson(
+    request: Request, f: Annotated[TimelineFilter, Query()]
+) -> StreamingResponse:
+    return await _export_response(request, f, extension="ndjson")
+
+
+async def _export_response(
+    request: Request, f: TimelineFilter, *, extension: str
+) -> StreamingResponse:
+    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    base_url = str(request.base_url)
+    session = sessionmaker()
+    rows = queries.stream_export_rows(session, f)
+    try:
+        # The first row is fetched before answering, so a database error is still a 503.
+        first = await anext(rows, None)
+    except BaseException:
+        await session.close()
+        raise
+    to_line = csv_row if extension == "csv" else ndjson_row
+
+    async def body() -> AsyncIterator[str]:
+        try:
+            if extension == "csv":
+                yield csv_header()
+            if first is None:
+                return
+            chunk = [to_line(first, base_url=base_url)]
+            async for row in rows:
+                chunk.append(to_line(row, base_url=base_url))
+                if len(chunk) >= _EXPORT_CHUNK_ROWS:
+                    yield "".join(chunk)
+                    chunk = []
+            yield "".join(chunk)
+        finally:
+            await rows.aclose()
+            await session.close()
+
+    filters = f.model_dump(mode="json", exclude={"cursor", "limit"}, exclude_none=True)
+    filename = export_filename(filters, at=datetime.now(UTC), extension=extension)
+    media_type = "text/csv; charset=utf-8" if extension == "csv" else "application/x-ndjson"
+    return StreamingResponse(
+        body(),
+        media_type=media_type,
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
 
 
 @router.get(

@@ -72,14 +72,15 @@ def parse_json(data: bytes | str, *, check: bool = True) -> Any:
 def check_storable(value: Any) -> None:
     """Raise UnparsableJson if PostgreSQL's jsonb/text could not hold value."""
     try:
-        dumped = json.dumps(value, ensure_ascii=False)
+        # allow_nan=False: 1e999 parses to inf, which jsonb cannot hold.
+        dumped = json.dumps(value, ensure_ascii=False, allow_nan=False)
         dumped.encode("utf-8")
     except UnicodeEncodeError:
         raise UnparsableJson("contains a lone UTF-16 surrogate (\\ud800-\\udfff)") from None
     except RecursionError:
         raise UnparsableJson("JSON nested too deeply") from None
-    except ValueError as exc:  # big floats that json.dumps refuses
-        raise UnparsableJson(str(exc)) from None
+    except ValueError:
+        raise UnparsableJson("contains a number too large to store (e.g. 1e999)") from None
     if "\\u0000" in dumped and _has_nul(value):
         raise UnparsableJson("contains a NUL character (\\u0000), which PostgreSQL cannot store")
     # Fewer containers than MAX_DEPTH cannot nest deeper: skip the walk for most events.
@@ -112,6 +113,35 @@ def _has_nul(value: Any) -> bool:
         elif isinstance(node, list):
             stack.extend(node)
     return False
+
+
+def item_from_bytes(raw: bytes, origin: str | None) -> RawItem:
+    """One received item. Bad JSON becomes an item with its error; JSON that parses but
+    cannot be stored keeps its value too, so its quarantined copy can be redacted."""
+    try:
+        value = parse_json(raw, check=False)
+    except UnparsableJson as exc:
+        return RawItem(raw=raw, error=str(exc), origin=origin)
+    return item_from_value(value, origin, raw=raw)
+
+
+def item_from_value(
+    value: Any,
+    origin: str | None,
+    *,
+    raw: bytes | None = None,
+    meta: Mapping[str, Any] | None = None,
+) -> RawItem:
+    """An item already parsed (from an EventList, an ES hit), checked for storability."""
+    if raw is None:
+        raw = json.dumps(value, ensure_ascii=True).encode()
+    try:
+        check_storable(value)
+        if meta is not None:
+            check_storable(meta)  # it lands in the source_meta column
+    except UnparsableJson as exc:
+        return RawItem(raw=raw, value=value, error=str(exc), origin=origin, meta=meta)
+    return RawItem(raw=raw, value=value, origin=origin, meta=meta)
 
 
 def unwrap_envelope(value: Any) -> tuple[Any, dict[str, Any] | None]:
@@ -181,12 +211,14 @@ def quarantine_row(item: RawItem, error: str, redactor: Redactor) -> QuarantineR
     """The item's bytes for the quarantine; re-serialised with secrets redacted when it parsed."""
     if item.value is None:
         return QuarantineRow(raw=item.raw, error=error, origin=item.origin, is_redacted=False)
-    # Start again from the received bytes: normalisation may have mutated item.value half-way.
+    # Start again from the received bytes: normalisation may have redacted item.value already,
+    # and then a second pass would not tell that anything was redacted.
     try:
-        value = parse_json(item.raw)
+        value = parse_json(item.raw, check=False)
     except UnparsableJson:
         value = item.value
     inner, _ = unwrap_envelope(value)
     is_redacted = redactor.redact_event(inner)
-    raw = json.dumps(value, ensure_ascii=False).encode("utf-8") if is_redacted else item.raw
+    # ASCII escapes keep NUL and lone surrogates representable in the stored bytes.
+    raw = json.dumps(value, ensure_ascii=True).encode() if is_redacted else item.raw
     return QuarantineRow(raw=raw, error=error, origin=item.origin, is_redacted=is_redacted)

@@ -32,6 +32,11 @@ MAX_LENGTHS = {
     "impersonatedUser.username": 512,
 }
 
+# The object-history index holds cluster, resource, namespace and name in one entry.
+MAX_OBJECT_KEY_BYTES = 2000
+# Go's zero time and the end of the calendar are not request times; they break time arithmetic.
+MIN_YEAR, MAX_YEAR = 1970, 9000
+
 _TIME_RE = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,12}))?([Zz]|[+-]\d{2}:?\d{2})$"
 )
@@ -62,10 +67,12 @@ def parse_time(value: Any, field: str) -> datetime:
     try:
         parsed = datetime(
             int(year), int(month), int(day), int(hour), int(minute), int(second), micros, tz
-        )
-        return parsed.astimezone(UTC)
+        ).astimezone(UTC)
     except (ValueError, OverflowError) as exc:
         raise InvalidEvent(f"{field}: {_clip(value)!r} is not a valid time ({exc})") from None
+    if not MIN_YEAR <= parsed.year <= MAX_YEAR:
+        raise InvalidEvent(f"{field}: {_clip(value)!r} is outside {MIN_YEAR}..{MAX_YEAR}")
+    return parsed
 
 
 def normalize_event(
@@ -143,7 +150,8 @@ def normalize_event(
         "resource": _optional_str(object_ref, "resource", "objectRef"),
         "subresource": _optional_str(object_ref, "subresource", "objectRef"),
         "namespace": _optional_str(object_ref, "namespace", "objectRef"),
-        "name": _optional_str(object_ref, "name", "objectRef"),
+        "name": _optional_str(object_ref, "name", "objectRef")
+        or _created_name(event, verb, object_ref),
         "username": _optional_str(user, "username", "user"),
         "user_uid": _optional_str(user, "uid", "user"),
         "user_groups": _optional_str_list(user, "groups", "user"),
@@ -167,11 +175,34 @@ def normalize_event(
         value = _value_at(event, field)
         if isinstance(value, str) and len(value) > limit:
             raise InvalidEvent(f"{field}: longer than {limit} characters ({len(value)})")
+    object_bytes = sum(
+        len((columns[key] or "").encode("utf-8"))
+        for key in ("cluster", "resource", "namespace", "name")
+    )
+    if object_bytes > MAX_OBJECT_KEY_BYTES:
+        raise InvalidEvent(
+            f"objectRef: resource, namespace and name together exceed {MAX_OBJECT_KEY_BYTES}"
+            f" bytes of UTF-8 ({object_bytes})"
+        )
     bodies = {key: event[key] for key in BODY_KEYS if event.get(key) is not None}
     columns["request_object"] = bodies.get("requestObject")
     columns["response_object"] = bodies.get("responseObject")
     columns["raw"] = {k: v for k, v in event.items() if k not in bodies}
     return columns
+
+
+def _created_name(event: Mapping[str, Any], verb: str, object_ref: Mapping[str, Any]) -> str | None:
+    """A create's objectRef has no name yet (the server may generate it): take it from the
+    response, else the request, so that filters and object history find the object."""
+    if verb != "create" or object_ref.get("subresource") is not None:
+        return None
+    for key in ("responseObject", "requestObject"):
+        body = event.get(key)
+        metadata = body.get("metadata") if isinstance(body, dict) else None
+        name = metadata.get("name") if isinstance(metadata, dict) else None
+        if isinstance(name, str) and 0 < len(name) <= MAX_LENGTHS["objectRef.name"]:
+            return name
+    return None
 
 
 def reconstruct_event(

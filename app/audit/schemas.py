@@ -89,6 +89,8 @@ class TimelineFilter(BaseModel):
         cleaned = _drop_blank(values)
         if any(len(v) > 512 for v in cleaned):
             raise ValueError("each value must be at most 512 characters")
+        if any("\x00" in v for v in cleaned):
+            raise ValueError("must not contain NUL characters")
         return cleaned
 
     @field_validator("status")
@@ -106,12 +108,17 @@ class TimelineFilter(BaseModel):
     @field_validator("q")
     @classmethod
     def _q(cls, value: str | None) -> str | None:
+        if value is not None and "\x00" in value:
+            raise ValueError("must not contain NUL characters")
         return value.strip() or None if value is not None else None
 
     @field_validator("since", "until")
     @classmethod
     def _utc(cls, value: datetime | None) -> datetime | None:
-        return value.astimezone(UTC) if value is not None else None
+        try:
+            return value.astimezone(UTC) if value is not None else None
+        except OverflowError:
+            raise ValueError("out of range once converted to UTC") from None
 
     @model_validator(mode="after")
     def _range(self) -> TimelineFilter:
@@ -156,6 +163,8 @@ class Cursor(BaseModel):
             if version != "v1":
                 raise ValueError(version)
             stage_at = _EPOCH + timedelta(microseconds=int(micros))
+            if not 0 < int(row_id) < 2**63:
+                raise ValueError(row_id)
             return cls(stage_at=stage_at, id=int(row_id))
         except (binascii.Error, UnicodeDecodeError, ValueError, OverflowError):
             raise InvalidFilter(

@@ -17,7 +17,7 @@ from pathlib import Path
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.audit import queries
-from app.audit.intake import RawItem, UnparsableJson, parse_json, prepare_batch
+from app.audit.intake import RawItem, item_from_bytes, prepare_batch
 from app.audit.queries import EMPTY_RESULT, StoreResult
 from app.audit.redact import Redactor
 
@@ -32,12 +32,12 @@ MAX_LINE_BYTES = 64 * 1024 * 1024
 def line_item(line: bytes, origin: str) -> RawItem | None:
     """One log line as an item (None for a blank line)."""
     line = line.strip()
-    if not line:
-        return None
-    try:
-        return RawItem(raw=line, value=parse_json(line), origin=origin)
-    except UnparsableJson as exc:
-        return RawItem(raw=line, error=str(exc), origin=origin)
+    return item_from_bytes(line, origin) if line else None
+
+
+def display_name(path: Path) -> str:
+    """The file name as text PostgreSQL can store, whatever bytes the file system holds."""
+    return os.fsencode(path.name).decode("utf-8", "backslashreplace").replace("\x00", "\\x00")
 
 
 def read_batches(handle: io.BufferedIOBase, name: str) -> Iterator[list[RawItem]]:
@@ -117,7 +117,7 @@ async def import_files(
         with path.open("rb") as raw:
             handle: io.BufferedIOBase = gzip.GzipFile(fileobj=raw, mode="rb") if is_gzip else raw
             position = 0
-            for items in read_batches(handle, path.name):
+            for items in read_batches(handle, display_name(path)):
                 file_result += await store_items(
                     sessionmaker, items, cluster=cluster, redactor=redactor
                 )
@@ -130,7 +130,7 @@ async def import_files(
         logger.info(
             "import.file_done",
             extra={
-                "file": path.name,
+                "file": display_name(path),
                 "stored": file_result.stored,
                 "duplicates": file_result.duplicates,
                 "quarantined": file_result.quarantined,

@@ -20,7 +20,7 @@ from app.audit.intake import prepare_batch
 from app.audit.queries import EMPTY_RESULT, StoreResult
 from app.audit.redact import Redactor
 from app.db import DATABASE_DOWN_ERRORS
-from app.ingest.file_import import MAX_LINE_BYTES, SOURCE, line_item
+from app.ingest.file_import import MAX_LINE_BYTES, SOURCE, display_name, line_item
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +59,8 @@ class FileFollower:
         poll_seconds: float = 0.5,
     ) -> None:
         self.path = path.absolute()
-        self.key = str(self.path)
+        self.key = os.fsencode(self.path).decode("utf-8", "backslashreplace")
+        self.name = display_name(self.path)
         self.cluster = cluster
         self.sessionmaker = sessionmaker
         self.redactor = redactor
@@ -190,7 +191,7 @@ class FileFollower:
         items = [
             item
             for number, line in enumerate(chunk.split(b"\n"))
-            if (item := line_item(line, f"{self.path.name}@{current.offset}+{number}")) is not None
+            if (item := line_item(line, f"{self.name}@{current.offset}+{number}")) is not None
         ]
         batch = prepare_batch(items, cluster=self.cluster, source=SOURCE, redactor=self.redactor)
         async with self.sessionmaker.begin() as session:

@@ -68,7 +68,10 @@ async def ingest(
     def prepare() -> PreparedBatch:
         data = gunzip(body, limit=limit) if is_gzip else body
         return prepare_batch(
-            split_body(data), cluster=cluster, source=SOURCE, redactor=state.redactor
+            split_body(data, max_items=state.settings.ingest_max_items),
+            cluster=cluster,
+            source=SOURCE,
+            redactor=state.redactor,
         )
 
     # Parsing a 10 MiB batch is CPU work: keep the event loop free for other senders.

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from app.audit.intake import RawItem, UnparsableJson, check_storable
+from app.audit.intake import RawItem, item_from_value
 from app.settings import validate_cluster_name
 
 ClusterFrom = Literal["auto", "document", "index", "fixed"]
@@ -117,8 +117,8 @@ def read_hit(
     hit: Mapping[str, Any], *, cluster_from: ClusterFrom, default_cluster: str
 ) -> Document | None:
     """One search hit as a Document; None when it is not a Kubernetes audit document."""
-    index = str(hit.get("_index", ""))
-    doc_id = str(hit.get("_id", ""))
+    index = printable(str(hit.get("_index", "")))
+    doc_id = printable(str(hit.get("_id", "")))
     source = hit.get("_source")
     origin = f"es:{index}/{doc_id}"
     es_meta = {"index": index, "id": doc_id}
@@ -134,14 +134,14 @@ def read_hit(
         cluster_from=cluster_from,
         default=default_cluster,
     )
-    try:
-        check_storable(source)
-        raw = json.dumps(source, ensure_ascii=False).encode("utf-8")
-    except UnparsableJson as exc:
-        raw = json.dumps(source, ensure_ascii=True).encode()
-        return Document(cluster, RawItem(raw=raw, error=str(exc), origin=origin))
+    raw = json.dumps(source, ensure_ascii=True).encode()
     event, added = split_calico_fields(source)
     meta: dict[str, Any] = {"es": es_meta}
     if added:
         meta["calico"] = added
-    return Document(cluster, RawItem(raw=raw, value=event, origin=origin, meta=meta))
+    return Document(cluster, item_from_value(event, origin, raw=raw, meta=meta))
+
+
+def printable(text: str) -> str:
+    """Text PostgreSQL can store: NUL and lone surrogates (hostile index names, _ids) escaped."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")

@@ -1,0 +1,1 @@
+"""The HTML dashboard: timeline, event detail with diffs, object history (server-rendered)."""

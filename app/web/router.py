@@ -1,0 +1,159 @@
+"""HTML routes: the timeline (/), event detail and diffs (/changes/{id}), object history.
+
+Each URL serves the full page, or its partial to htmx. Parses, calls queries, renders.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import HTMLResponse
+from starlette.concurrency import run_in_threadpool
+
+from app.audit import queries
+from app.audit.queries import ObjectKey
+from app.audit.schemas import WINDOWS, TimelineFilter
+from app.db import SessionDep
+from app.web import views
+from app.web.htmx import is_partial_request, render
+
+router = APIRouter(include_in_schema=False)
+
+Tab = Literal["request", "previous", "raw"]
+_HISTORY_PAGE = 25
+
+
+def dashboard_filter(f: TimelineFilter) -> TimelineFilter:
+    """The dashboard's reading of a filter: changes only unless reads are asked for."""
+    if f.include_reads is None:
+        return f.model_copy(update={"include_reads": False})
+    return f
+
+
+@router.get("/", response_class=HTMLResponse, name="timeline")
+async def timeline(
+    request: Request, f: Annotated[TimelineFilter, Query()], session: SessionDep
+) -> HTMLResponse:
+    shown = dashboard_filter(f)
+    now = datetime.now(UTC)
+    rows, next_cursor = await queries.timeline(session, shown)
+    context = {
+        "filters": shown,
+        "rows": [views.event_row(row) for row in rows],
+        "next_cursor": next_cursor,
+        "now": now,
+    }
+    if shown.cursor and is_partial_request(request):
+        # Infinite scroll: just the next page of rows.
+        return render(request, "timeline/page.html", partial="timeline/_rows.html", **context)
+    facets = await queries.facet_counts(session, shown)
+    buckets = await queries.histogram(session, shown, now=now)
+    return render(
+        request,
+        "timeline/page.html",
+        partial="timeline/_timeline.html",
+        facets=facets,
+        buckets=buckets,
+        windows=list(WINDOWS),
+        **context,
+    )
+
+
+@router.get("/changes/{event_id}", response_class=HTMLResponse, name="change")
+async def change(
+    request: Request,
+    event_id: Annotated[int, Path(ge=1, le=2**63 - 1)],
+    session: SessionDep,
+    tab: Tab = "request",
+    noise: Literal["hide", "show"] = "hide",
+    lines: Literal["folded", "all"] = "folded",
+) -> HTMLResponse:
+    row = await queries.get_event(session, event_id)
+    hide_noise, show_all = noise == "hide", lines == "all"
+    view: views.DiffView | None = None
+    raw: str | None = None
+    if tab == "request":
+        view = await run_in_threadpool(
+            views.request_response_view, row, hide_noise=hide_noise, show_all=show_all
+        )
+    elif tab == "previous":
+        previous = await queries.previous_version(session, row)
+        view = await run_in_threadpool(
+            views.previous_version_view,
+            row,
+            previous,
+            hide_noise=hide_noise,
+            show_all=show_all,
+        )
+    else:
+        raw = await run_in_threadpool(views.raw_json, row)
+    return render(
+        request,
+        "diff/page.html",
+        partial="diff/_diff.html",
+        row=views.event_row(row),
+        annotations=(row.raw.get("annotations") or {}) if isinstance(row.raw, dict) else {},
+        tab=tab,
+        noise=noise,
+        lines=lines,
+        view=view,
+        raw=raw,
+        now=datetime.now(UTC),
+    )
+
+
+async def _history(
+    request: Request, session: SessionDep, key: ObjectKey, cursor: str | None
+) -> HTMLResponse:
+    rows, next_cursor = await queries.object_events(
+        session, key, cursor=cursor, limit=_HISTORY_PAGE
+    )
+    before_page = await queries.previous_version(session, rows[-1]) if rows else None
+    entries = await run_in_threadpool(views.history_entries, rows, before_page)
+    return render(
+        request,
+        "objects/page.html",
+        partial="objects/_history.html",
+        key=key,
+        entries=entries,
+        next_cursor=next_cursor,
+        this_url=views.object_url(key),
+        now=datetime.now(UTC),
+    )
+
+
+@router.get(
+    "/objects/{cluster}/namespaces/{namespace}/{resource}/{name}",
+    response_class=HTMLResponse,
+    name="namespaced_object",
+)
+async def namespaced_object(
+    request: Request,
+    cluster: str,
+    namespace: str,
+    resource: str,
+    name: str,
+    session: SessionDep,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> HTMLResponse:
+    key = ObjectKey(cluster=cluster, resource=resource, namespace=namespace, name=name)
+    return await _history(request, session, key, cursor)
+
+
+@router.get(
+    "/objects/{cluster}/{resource}/{name}",
+    response_class=HTMLResponse,
+    name="cluster_object",
+)
+async def cluster_object(
+    request: Request,
+    cluster: str,
+    resource: str,
+    name: str,
+    session: SessionDep,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> HTMLResponse:
+    key = ObjectKey(cluster=cluster, resource=resource, namespace=None, name=name)
+    return await _history(request, session, key, cursor)

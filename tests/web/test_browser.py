@@ -1,0 +1,272 @@
+"""The dashboard in Debian's Chromium (Playwright) against a live uvicorn with the real fixtures.
+
+Checks what the browser shows against GET /events with the same filters.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from tests.builders import audit_event
+from tests.conftest import requires_fixtures
+from tests.web.conftest import SCREENSHOTS, LiveServer
+
+pytestmark = [pytest.mark.browser, requires_fixtures]
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def browser(live_server: LiveServer) -> Iterator[Browser]:
+    # After live_server: Playwright's sync API runs an event loop, and the server's set-up
+    # (Alembic's asyncio.run) must not run inside it.
+    if not CHROMIUM.exists():
+        pytest.fail("Debian's chromium is missing: apt-get install -y chromium")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser, live_server: LiveServer) -> Iterator[Page]:
+    context = browser.new_context(
+        base_url=live_server.url, viewport={"width": 1360, "height": 900}, accept_downloads=True
+    )
+    errors: list[str] = []
+    page = context.new_page()
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on(
+        "console",
+        lambda msg: errors.append(msg.text) if msg.type == "error" else None,
+    )
+    yield page
+    context.close()
+    # CSP violations and script errors show up here.
+    assert errors == []
+
+
+def api_ids(server: LiveServer, params: list[tuple[str, str]], pages: int = 1) -> list[int]:
+    """Event ids of the first pages of GET /events with these parameters."""
+    ids: list[int] = []
+    cursor: str | None = None
+    with httpx.Client(base_url=server.url) as http:
+        for _ in range(pages):
+            query = params + ([("cursor", cursor)] if cursor else [])
+            body = http.get("/events", params=query).json()
+            ids += [item["id"] for item in body["items"]]
+            cursor = body["next_cursor"]
+            if cursor is None:
+                break
+    return ids
+
+
+def dashboard_params(page: Page) -> list[tuple[str, str]]:
+    """The page URL's filter, read as the dashboard reads it (changes only unless asked)."""
+    params = parse_qsl(urlsplit(page.url).query)
+    if not any(key == "include_reads" for key, _ in params):
+        params.append(("include_reads", "false"))
+    return params
+
+
+def row_ids(page: Page) -> list[int]:
+    ids = page.locator("tr.event").evaluate_all("rows => rows.map(r => r.dataset.id)")
+    return [int(i) for i in ids]
+
+
+@pytest.mark.parametrize("facet", ["resource", "namespace", "user", "verb"])
+def test_filter_through_the_ui_matches_the_api(
+    page: Page, live_server: LiveServer, facet: str
+) -> None:
+    page.goto("/?include_reads=true")
+    select = page.locator(f"#f-{facet}")
+    # The second most frequent value: a real narrowing, not the whole list.
+    value = select.locator("option").nth(2).get_attribute("value")
+    assert value
+    select.select_option(value)
+    expect(page).to_have_url(re.compile(rf"[?&]{facet}="))
+    expect(page.locator(f"#f-{facet}")).to_have_value(value)
+    ids = row_ids(page)
+    assert ids
+    assert ids == api_ids(live_server, dashboard_params(page))
+    if facet == "namespace":
+        expect(page.locator("td.col-object .ns").first).to_have_text(value)
+
+
+def test_default_view_is_changes_only_and_reads_switch(page: Page, live_server: LiveServer) -> None:
+    page.goto("/")
+    assert row_ids(page) == api_ids(live_server, [("include_reads", "false")])
+    verbs = set(page.locator("tr.event td:nth-child(2)").all_inner_texts())
+    assert verbs <= {"create", "update", "patch", "delete"}
+    page.locator("#f-include-reads").check()
+    expect(page).to_have_url(re.compile(r"include_reads=true"))
+    expect(page.locator("tr.event td:nth-child(2)", has_text="get").first).to_be_visible()
+    assert row_ids(page) == api_ids(live_server, [("include_reads", "true")])
+    page.screenshot(path=str(SCREENSHOTS / "timeline.png"), full_page=False)
+
+
+def test_scrolling_loads_the_next_page(page: Page, live_server: LiveServer) -> None:
+    page.goto("/?include_reads=true")
+    expect(page.locator("tr.event")).to_have_count(50)
+    page.locator("tr.more a").last.scroll_into_view_if_needed()
+    expect(page.locator("tr.event")).to_have_count(100)
+    assert row_ids(page) == api_ids(live_server, [("include_reads", "true")], pages=2)
+
+
+def test_histogram_bar_narrows_the_range(page: Page) -> None:
+    page.goto("/?include_reads=true")
+    before = len(row_ids(page))
+    page.locator("#histogram a.bar-link").first.click()
+    expect(page).to_have_url(re.compile(r"since=.*until="))
+    expect(page.locator("#f-since")).not_to_have_value("")
+    assert 0 < len(row_ids(page)) <= before
+
+
+def find_patch_with_previous(server: LiveServer) -> dict[str, Any]:
+    with httpx.Client(base_url=server.url) as http:
+        items = http.get(
+            "/events", params={"verb": "patch", "resource": "leases", "namespace": "kafka"}
+        ).json()["items"]
+    with_bodies = [item for item in items if item["level"] == "RequestResponse"]
+    assert with_bodies, "fixture lease patch with bodies missing"
+    return with_bodies[0]
+
+
+def test_diff_history_and_back_forward(page: Page, live_server: LiveServer) -> None:
+    event = find_patch_with_previous(live_server)
+    page.goto("/?resource=leases&namespace=kafka&verb=patch")
+    page.locator(f'tr.event[data-id="{event["id"]}"] a.open').click()
+    expect(page).to_have_url(re.compile(rf"/changes/{event['id']}$"))
+    expect(page.locator("h1.event-title")).to_contain_text("patch")
+    # Request <-> response: both panes have lines, changed ones highlighted.
+    for side in ("left", "right"):
+        cells = page.locator(f"table.diff tr:not([hidden]) td.code.{side}:not(.pad)")
+        expect(cells.first).to_be_visible()
+    page.get_by_role("link", name="Previous version ↔ this").click()
+    expect(page).to_have_url(re.compile(r"tab=previous"))
+    changed = page.locator("table.diff td.code.chg mark")
+    expect(changed.first).to_be_visible()
+    assert page.locator("table.diff td.code.left.chg").count() > 0
+    assert page.locator("table.diff td.code.right.chg").count() > 0
+    expect(page.locator("th.pane-left a")).to_contain_text("Previous version")
+    page.locator("#diff").scroll_into_view_if_needed()
+    page.evaluate("document.getElementById('diff').scrollIntoView()")
+    page.screenshot(path=str(SCREENSHOTS / "diff.png"), full_page=False)
+    page.get_by_role("link", name=re.compile("^Raw JSON")).click()
+    expect(page.locator("pre.raw")).to_contain_text('"auditID"')
+    # Object history.
+    page.locator("nav.crumbs a", has_text="History of").click()
+    expect(page).to_have_url(re.compile(r"/objects/fixtures/namespaces/kafka/leases/"))
+    expect(page.locator("li.entry").first).to_be_visible()
+    assert page.locator("li.entry").count() >= 2
+    page.locator("details.version summary").first.click()
+    expect(page.locator("details.version pre.yaml").first).to_contain_text("strimzi")
+    page.screenshot(path=str(SCREENSHOTS / "object-history.png"), full_page=False)
+    # Back and forward walk the same states.
+    page.go_back()
+    expect(page).to_have_url(re.compile(r"tab=raw"))
+    expect(page.locator("pre.raw")).to_be_visible()
+    page.go_back()
+    expect(page).to_have_url(re.compile(r"tab=previous"))
+    expect(page.locator("table.diff td.code.chg").first).to_be_visible()
+    page.go_back()
+    page.go_back()
+    expect(page).to_have_url(re.compile(r"/\?resource=leases"))
+    expect(page.locator("#f-resource")).to_have_value("leases")
+    page.go_forward()
+    expect(page).to_have_url(re.compile(rf"/changes/{event['id']}$"))
+
+
+def test_csv_export_matches_events_row_for_row(page: Page, live_server: LiveServer) -> None:
+    page.goto("/?include_reads=true")
+    page.locator("#f-namespace").select_option(index=1)
+    expect(page).to_have_url(re.compile(r"namespace="))
+    with page.expect_download() as download_info:
+        page.get_by_role("link", name="Export CSV").click()
+    download = download_info.value
+    assert download.suggested_filename.startswith("audit-events_")
+    text = Path(download.path()).read_text(encoding="utf-8-sig")
+    rows = list(csv.DictReader(io.StringIO(text)))
+    params = [(k, v) for k, v in dashboard_params(page)] + [("limit", "1000")]
+    with httpx.Client(base_url=live_server.url) as http:
+        items = http.get("/events", params=params).json()["items"]
+    assert len(rows) == len(items) > 0
+    for row, item in zip(rows, items, strict=True):
+        assert row["audit_id"] == item["audit_id"]
+        assert row["verb"] == item["verb"]
+        assert row["namespace"] == (item["namespace"] or "")
+        assert row["event_url"].endswith(f"/changes/{item['id']}")
+
+
+XSS = '<script>alert("xss")</script><img src=x onerror="alert(1)">'
+
+
+def test_xss_payload_renders_as_text(page: Page, live_server: LiveServer) -> None:
+    event = audit_event(
+        user={"username": XSS},
+        userAgent=XSS,
+        objectRef={"resource": "configmaps", "namespace": XSS[:60], "name": XSS},
+        requestObject={"metadata": {"name": XSS}, "data": {"x": XSS}},
+        responseObject={"metadata": {"name": XSS}, "data": {"x": XSS}},
+    )
+    with httpx.Client(base_url=live_server.url) as http:
+        response = http.post("/ingest", json=event, params={"cluster": "xss"})
+        assert response.status_code == 200, response.text
+        event_id = http.get("/events", params={"cluster": "xss"}).json()["items"][0]["id"]
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    page.goto("/?cluster=xss")
+    expect(page.locator("tr.event .user").first).to_have_text(XSS)
+    page.goto(f"/changes/{event_id}")
+    expect(page.locator("dd.user")).to_have_text(XSS)
+    expect(page.locator("dd.ua")).to_have_text(XSS)
+    expect(page.locator("table.diff").first).to_contain_text('<script>alert("xss")</script>')
+    page.goto(f"/changes/{event_id}?tab=raw")
+    expect(page.locator("pre.raw")).to_contain_text("<img src=x")
+    assert page.locator("img").count() == 0
+    assert page.locator("main script").count() == 0
+    assert dialogs == []
+
+
+def test_follow_shows_new_events_and_pauses(page: Page, live_server: LiveServer) -> None:
+    page.goto("/?cluster=follow")
+    follow = page.locator("#follow")
+    expect(follow).to_be_visible()
+    follow.click()
+    expect(follow).to_have_attribute("aria-pressed", "true")
+    with httpx.Client(base_url=live_server.url) as http:
+        body = audit_event(objectRef={"resource": "pods", "namespace": "live", "name": "new-pod"})
+        assert http.post("/ingest", json=body, params={"cluster": "follow"}).status_code == 200
+    expect(page.locator("tr.event", has_text="new-pod")).to_be_visible(timeout=12_000)
+    follow.click()
+    expect(follow).to_have_attribute("aria-pressed", "false")
+    expect(follow).to_have_text("Follow live")
+
+
+def test_narrow_window_and_keyboard(page: Page) -> None:
+    page.set_viewport_size({"width": 420, "height": 800})
+    page.goto("/")
+    expect(page.locator("th.col-ip")).to_be_hidden()
+    page.locator("body").press("j")
+    focused = page.evaluate("document.activeElement.className")
+    assert focused == "open"
+    page.keyboard.press("j")
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(re.compile(r"/changes/\d+"))
