@@ -74,7 +74,23 @@ class AuditEvent(Base):
     __table_args__ = (
         UniqueConstraint("cluster", "audit_id", "stage"),
         # Keyset order of the timeline, and the same order under each equality filter.
-        Index("ix_audit_event_stage_at_id", "stage_at", "id"),
+        # INCLUDE: facets and the histogram read these from the index alone (index-only scan,
+        # about 3x faster than reading the wide rows; bench/page_timings.py).
+        Index(
+            "ix_audit_event_stage_at_id",
+            "stage_at",
+            "id",
+            postgresql_include=[
+                "verb",
+                "resource",
+                "subresource",
+                "namespace",
+                "username",
+                "impersonated_user",
+                "response_code",
+                "cluster",
+            ],
+        ),
         Index("ix_audit_event_namespace_stage_at", "namespace", "stage_at", "id"),
         Index("ix_audit_event_resource_stage_at", "resource", "stage_at", "id"),
         Index("ix_audit_event_username_stage_at", "username", "stage_at", "id"),

@@ -55,6 +55,7 @@ async def timeline(
         "timeline/page.html",
         partial="timeline/_timeline.html",
         facets=facets,
+        facet_sample=queries.FACET_SAMPLE,
         buckets=buckets,
         windows=list(WINDOWS),
         **context,

@@ -41,6 +41,18 @@ async def rows_of(session: AsyncSession) -> list[AuditEvent]:
     return list((await session.scalars(stmt)).all())
 
 
+async def test_facet_counts_cover_only_the_newest_sample(
+    client: httpx.AsyncClient, app: FastAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old = [event(i, objectRef={"resource": "pods", "namespace": "old"}) for i in range(5)]
+    new = [event(10 + i, objectRef={"resource": "pods", "namespace": "new"}) for i in range(3)]
+    await post_events(client, [*old, *new])
+    monkeypatch.setattr(queries, "FACET_SAMPLE", 4)
+    async with app.state.sessionmaker() as session:
+        facets = await queries.facet_counts(session, TimelineFilter())
+    assert facets["namespace"] == [("new", 3), ("old", 1)]
+
+
 async def test_facet_counts_ignore_their_own_filter(
     client: httpx.AsyncClient, app: FastAPI
 ) -> None:
