@@ -18,6 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.api.router import quarantine_router
 from app.api.router import router as events_router
 from app.db import DATABASE_DOWN_ERRORS, make_engine, make_sessionmaker
 from app.embedded_db import start_embedded_postgres
@@ -73,6 +74,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(ingest_router)
     app.include_router(events_router, prefix="/api/v1/events")
     app.include_router(events_router, prefix="/events")
+    app.include_router(quarantine_router, prefix="/api/v1/quarantine")
     app.include_router(web_router)
     # static/vendor/ is filled by scripts/vendor-assets (htmx from the pinned npm package).
     app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")

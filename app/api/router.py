@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import StreamingResponse
@@ -17,10 +17,22 @@ from app.audit import queries
 from app.audit.export import CSV_HEADER, csv_header, csv_row, export_filename, ndjson_row
 from app.audit.models import AuditEvent
 from app.audit.normalize import reconstruct_event
-from app.audit.schemas import AuditEventDetail, AuditEventOut, EventPage, TimelineFilter, UserOut
+from app.audit.schemas import (
+    AuditEventDetail,
+    AuditEventOut,
+    EventPage,
+    FacetCounts,
+    FacetValue,
+    QuarantinedOut,
+    QuarantinePage,
+    TimelineFilter,
+    UserOut,
+)
 from app.db import SessionDep
 
 router = APIRouter(tags=["events"])
+quarantine_router = APIRouter(tags=["quarantine"])
+QUARANTINE_PREVIEW_BYTES = 4096
 
 _EXPORT_CHUNK_ROWS = 500
 EXPORT_DOC = (
@@ -80,6 +92,22 @@ async def list_events(f: Annotated[TimelineFilter, Query()], session: SessionDep
 
 
 # Declared before "/{event_id}" so that "export.csv" is not taken for an event id.
+@router.get(
+    "/facets",
+    summary="Counts per value of resource, namespace, user and verb, for filter pickers",
+    response_model=FacetCounts,
+)
+async def facets(f: Annotated[TimelineFilter, Query()], session: SessionDep) -> FacetCounts:
+    counts = await queries.facet_counts(session, f)
+    return FacetCounts(
+        sample=queries.FACET_SAMPLE,
+        facets={
+            facet: [FacetValue(value=value, count=count) for value, count in pairs]
+            for facet, pairs in counts.items()
+        },
+    )
+
+
 @router.get(
     "/export.csv",
     summary="Every matching event as CSV (streamed; formula cells neutralised)",
@@ -162,3 +190,36 @@ async def get_event(
         ingested_at=row.ingested_at,
         event=reconstruct_event(row.raw, row.request_object, row.response_object),
     )
+
+
+@quarantine_router.get(
+    "",
+    summary="Items that were not stored as events (unparsable, invalid, or a reused auditID)",
+    response_model=QuarantinePage,
+)
+async def list_quarantined(
+    session: SessionDep,
+    cluster: Annotated[str | None, Query(max_length=63)] = None,
+    source: Annotated[Literal["webhook", "file", "elasticsearch"] | None, Query()] = None,
+    cursor: Annotated[int | None, Query(ge=1, le=2**63 - 1, description="From next_cursor")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+) -> QuarantinePage:
+    rows = await queries.list_quarantined(
+        session, cluster=cluster, source=source, before_id=cursor, limit=limit + 1
+    )
+    items = [
+        QuarantinedOut(
+            id=row.id,
+            cluster=row.cluster,
+            source=row.source,
+            origin=row.origin,
+            error=row.error,
+            received_at=row.received_at,
+            is_redacted=row.is_redacted,
+            size=len(row.raw),
+            raw=row.raw[:QUARANTINE_PREVIEW_BYTES].decode("utf-8", "replace"),
+        )
+        for row in rows[:limit]
+    ]
+    next_cursor = str(rows[limit - 1].id) if len(rows) > limit else None
+    return QuarantinePage(items=items, next_cursor=next_cursor)

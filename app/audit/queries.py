@@ -131,6 +131,25 @@ async def insert_quarantined(
     return len(rows)
 
 
+async def list_quarantined(
+    session: AsyncSession,
+    *,
+    cluster: str | None,
+    source: str | None,
+    before_id: int | None,
+    limit: int,
+) -> Sequence[QuarantinedItem]:
+    """Quarantined items, newest first, optionally of one cluster or source."""
+    stmt = select(QuarantinedItem)
+    if cluster is not None:
+        stmt = stmt.where(QuarantinedItem.cluster == cluster)
+    if source is not None:
+        stmt = stmt.where(QuarantinedItem.source == source)
+    if before_id is not None:
+        stmt = stmt.where(QuarantinedItem.id < before_id)
+    return (await session.scalars(stmt.order_by(QuarantinedItem.id.desc()).limit(limit))).all()
+
+
 async def store_batch(
     session: AsyncSession,
     *,

@@ -225,6 +225,39 @@ class EventPage(BaseModel):
     next_cursor: str | None
 
 
+class FacetValue(BaseModel):
+    value: str
+    count: int
+
+
+class FacetCounts(BaseModel):
+    """Per facet, the most frequent values among the newest `sample` matching events; each
+    facet ignores its own filter (so a picker shows the alternatives)."""
+
+    sample: int
+    facets: dict[str, list[FacetValue]]
+
+
+class QuarantinedOut(BaseModel):
+    """An item that was not stored as an event, and why. `raw` is the received bytes as text
+    (secret values redacted when the item parsed), cut at 4 KiB."""
+
+    id: int
+    cluster: str | None
+    source: str
+    origin: str | None
+    error: str
+    received_at: datetime
+    is_redacted: bool
+    size: int
+    raw: str
+
+
+class QuarantinePage(BaseModel):
+    items: list[QuarantinedOut]
+    next_cursor: str | None
+
+
 class IngestResult(BaseModel):
     stored: int
     duplicates: int

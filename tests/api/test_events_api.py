@@ -243,3 +243,31 @@ async def test_empty_time_range_is_refused(api: httpx.AsyncClient) -> None:
     )
     assert response.status_code == 422
     assert "since must be earlier than until" in response.json()["error"]
+
+
+async def test_facets_endpoint_counts_values(api: httpx.AsyncClient) -> None:
+    body = (await api.get("/api/v1/events/facets", params={"cluster": FALCO})).json()
+    assert body["sample"] == 20_000
+    verbs = {v["value"]: v["count"] for v in body["facets"]["verb"]}
+    expected: dict[str, int] = {}
+    for cluster, event in expected_events():
+        if cluster == FALCO:
+            expected[event["verb"]] = expected.get(event["verb"], 0) + 1
+    assert verbs == expected
+    # A facet ignores its own filter: the verb picker still lists the other verbs.
+    narrowed = (await api.get("/events/facets", params={"cluster": FALCO, "verb": "delete"})).json()
+    assert {v["value"] for v in narrowed["facets"]["verb"]} == set(expected)
+
+
+async def test_quarantine_is_listed_newest_first(api: httpx.AsyncClient) -> None:
+    first = (await api.get("/api/v1/quarantine", params={"limit": 1})).json()
+    [item] = first["items"]
+    assert item["source"] == "webhook"
+    assert item["error"]
+    assert first["next_cursor"] is not None
+    rest = (await api.get("/api/v1/quarantine", params={"cursor": first["next_cursor"]})).json()
+    ids = [item["id"]] + [i["id"] for i in rest["items"]]
+    assert ids == sorted(ids, reverse=True)
+    assert any("protoPayload" in i["raw"] for i in [item, *rest["items"]])
+    bad = await api.get("/api/v1/quarantine", params={"source": "carrier-pigeon"})
+    assert bad.status_code == 422
