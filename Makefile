@@ -14,6 +14,7 @@ test-fast:  ## everything but the browser and Elasticsearch tests
 	.venv/bin/python -m pytest -m "not browser and not es"
 
 lint:
+	./scripts/setup --test
 	.venv/bin/ruff check app tests bench migrations
 	.venv/bin/ruff format --check app tests bench migrations
 

@@ -9,6 +9,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
+import psycopg
 from fastapi import Depends, Request
 from sqlalchemy import MetaData
 from sqlalchemy import exc as sa_exc
@@ -38,6 +39,8 @@ DATABASE_DOWN_ERRORS = (
     sa_exc.OperationalError,
     sa_exc.InterfaceError,
     sa_exc.TimeoutError,
+    # Raised unwrapped by the raw psycopg cursor that COPYs batches in.
+    psycopg.OperationalError,
     ConnectionError,
 )
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 
 from alembic import context
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -31,9 +32,14 @@ def run_migrations_offline() -> None:
         context.run_migrations()
 
 
+# Replicas start together: one migrates, the others wait for it, then find nothing to do.
+MIGRATION_LOCK_KEY = 7_261_154_380_123_001
+
+
 def _run_sync(connection: Connection) -> None:
     context.configure(connection=connection, target_metadata=target_metadata)
     with context.begin_transaction():
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
         context.run_migrations()
 
 

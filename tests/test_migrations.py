@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 from alembic import command
 
 from app.migrate import alembic_config
 from tests.conftest import query_all
+from tests.pg import TestPostgres
 
 
 def test_models_and_migrations_do_not_drift(database_url: str) -> None:
@@ -18,3 +22,16 @@ def test_upgrade_created_the_tables_and_trigram_extension(database_url: str) -> 
     assert {"audit_event", "quarantined_item", "file_checkpoint"} <= tables
     extensions = {row[0] for row in query_all(database_url, "SELECT extname FROM pg_extension")}
     assert "pg_trgm" in extensions
+
+
+def test_concurrent_upgrades_do_not_collide(postgres: TestPostgres) -> None:
+    # Replicas are processes that all migrate on start.
+    url = postgres.create_database("audit_timeline_concurrent_migrations")
+    code = f"from app.migrate import upgrade_to_head; upgrade_to_head({url!r})"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE) for _ in range(3)
+    ]
+    errors = [proc.communicate(timeout=120)[1].decode() for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0, 0], errors
+    tables = {row[0] for row in query_all(url, "SELECT tablename FROM pg_tables")}
+    assert "audit_event" in tables

@@ -36,12 +36,11 @@ class _Open:
 
 
 def find_rotated(path: Path, inode: int) -> Path | None:
-    """The sibling of path (e.g. kube-audit.log.1) that holds inode, if it still exists."""
-    # Not glob(): a file name may hold glob metacharacters such as [ or *.
-    siblings = sorted(p for p in path.parent.iterdir() if p.name.startswith(path.name))
-    for candidate in siblings:
+    """The file in path's folder that now holds inode (path.1 after logrotate,
+    kube-audit-2026-11-27T08-00-00.000.log after kube-apiserver's own rotation), if any."""
+    for candidate in sorted(path.parent.iterdir()):
         try:
-            if candidate.stat().st_ino == inode and not candidate.name.endswith(".gz"):
+            if candidate.stat().st_ino == inode and candidate.suffix != ".gz":
                 return candidate
         except FileNotFoundError:
             continue

@@ -42,6 +42,9 @@ async def poll(settings: Settings, database_url: str, *, once: bool) -> int:
     finally:
         await poller.source.close()
         await engine.dispose()
+    if poller.status.gave_way:
+        print("another poller is active: nothing done")  # noqa: T201 - the command's summary
+        return 0
     print(  # noqa: T201 - the command's summary
         f"read {total.read}, stored {total.stored}, duplicates {total.duplicates},"
         f" quarantined {total.quarantined}, skipped {total.skipped}"

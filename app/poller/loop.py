@@ -17,13 +17,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import anyio
-from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.audit import queries
 from app.audit.intake import PreparedBatch, RawItem, prepare_batch
 from app.audit.queries import StoreResult
 from app.audit.redact import Redactor
+from app.db import DATABASE_DOWN_ERRORS
 from app.metrics import Metrics
 from app.poller.documents import ClusterFrom, read_hit
 from app.poller.source import STREAMS, EsSource, EsUnavailable, Page, Snapshot, Stream
@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 
 SOURCE = "elasticsearch"
 # Errors that mean "PostgreSQL is not there right now".
-DATABASE_ERRORS = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError, OSError)
+DATABASE_ERRORS = (*DATABASE_DOWN_ERRORS, OSError)
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,8 @@ class PollerStatus:
     consecutive_failures: int = 0
     newest_event_at: datetime | None = None
     totals: CycleResult = field(default_factory=CycleResult)
+    # A one-shot run found another poller active and left the work to it.
+    gave_way: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -256,7 +258,7 @@ class Poller:
             try:
                 async with self.engine.connect() as conn:
                     lock = AsyncSession(bind=conn)
-                    if not await self._wait_for_lock(lock, stop):
+                    if not await self._wait_for_lock(lock, stop, once=once):
                         break
                     try:
                         total += await self._poll_while_leader(lock, stop, once=once)
@@ -278,7 +280,8 @@ class Poller:
             self.status.state = "stopped"
         return total
 
-    async def _wait_for_lock(self, lock: AsyncSession, stop: asyncio.Event) -> bool:
+    async def _wait_for_lock(self, lock: AsyncSession, stop: asyncio.Event, *, once: bool) -> bool:
+        """Wait to become the one active poller; with once, give up if another one is."""
         announced = False
         while not stop.is_set():
             is_leader = await queries.try_lock_poller(lock, key=self.lock_key)
@@ -287,6 +290,11 @@ class Poller:
                 self._set_active(True)
                 logger.info("poller.lock_acquired", extra={"index": self.index})
                 return True
+            if once:
+                # A one-shot run next to an active poller has nothing to do: that one polls.
+                logger.warning("poller.another_is_active", extra={"index": self.index})
+                self.status.gave_way = True
+                return False
             if not announced:
                 logger.info("poller.standby", extra={"index": self.index})
                 announced = True

@@ -133,9 +133,10 @@ def wait_until_stored(url: str, audit_ids: list[str], follower: Follower) -> Non
         time.sleep(0.1)
 
 
-def rotate_by_rename(path: Path) -> Path:
-    """What logrotate (and kube-apiserver's lumberjack) do: move the file aside."""
-    rotated = path.with_name(path.name + ".1")
+def rotate_by_rename(path: Path, name: str | None = None) -> Path:
+    """Move the file aside, as logrotate (path.1) or kube-apiserver's lumberjack
+    (kube-audit-2026-11-27T08-00-00.000.log) do."""
+    rotated = path.with_name(name or path.name + ".1")
     path.rename(rotated)
     return rotated
 
@@ -181,7 +182,7 @@ def test_follow_stores_every_line_once_through_rotation_and_restarts(
     follower.kill()
     ids = write_events(log_path, 2)
     written += ids
-    rotate_by_rename(log_path)
+    rotate_by_rename(log_path, "kube-audit-2026-11-27T08-00-00.000.log")
     ids = write_events(log_path, 2)
     written += ids
     follower.start()

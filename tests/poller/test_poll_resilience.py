@@ -28,6 +28,7 @@ from tests.poller.es_data import (
     v1_events,
 )
 from tests.poller.helpers import (
+    CLI,
     cli_env,
     new_poller,
     poll_once,
@@ -236,6 +237,13 @@ def test_two_pollers_one_works_the_other_takes_over_when_it_dies(
         wait_for(lambda: "poller.standby" in (tmp_path / "poller-b.log").read_text(), 30, "b")
         assert lock_holder(database_url) == ["poller-a"]
         assert "poller.stream_done" not in (tmp_path / "poller-b.log").read_text()
+        # A one-shot run (cron, CI) next to the active poller returns instead of waiting.
+        env = cli_env(f"{database_url}&application_name=once", es_url, tmp_path)
+        once = subprocess.run(
+            [CLI, "poll", "--once"], env=env, cwd=tmp_path, capture_output=True, timeout=60
+        )
+        assert once.returncode == 0, once.stderr
+        assert b"another poller is active: nothing done" in once.stdout
 
         procs["poller-a"].send_signal(signal.SIGKILL)
         procs["poller-a"].wait(10)

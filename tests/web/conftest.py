@@ -7,7 +7,9 @@ per-test truncation of the shared test database does not empty it between tests.
 from __future__ import annotations
 
 import json
+import os
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -131,4 +133,11 @@ def live_server(
         thread.join(timeout=10)
 
 
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+# The README's screenshots are refreshed only on request (UPDATE_SCREENSHOTS=1), so a test run
+# leaves the tree clean; otherwise they go to a scratch folder.
+SCREENSHOTS = (
+    Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+    if os.environ.get("UPDATE_SCREENSHOTS") == "1"
+    else Path(tempfile.gettempdir()) / "audit-timeline-screenshots"
+)
+SCREENSHOTS.mkdir(parents=True, exist_ok=True)
