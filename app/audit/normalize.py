@@ -16,7 +16,6 @@ from app.audit.redact import Redactor
 SUPPORTED_API_VERSIONS = ("audit.k8s.io/v1", "audit.k8s.io/v1beta1")
 STAGES = ("RequestReceived", "ResponseStarted", "ResponseComplete", "Panic")
 LEVELS = ("None", "Metadata", "Request", "RequestResponse")
-SOURCES = ("webhook", "file", "elasticsearch")
 BODY_KEYS = ("requestObject", "responseObject")
 
 # Kubernetes' own limits are lower (names 253, namespaces 63); these keep every value inside

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, and_, delete, func, or_, select, tuple_
+from sqlalchemy import ColumnElement, Integer, and_, func, or_, select, tuple_
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -243,11 +243,6 @@ async def get_event(session: AsyncSession, event_id: int) -> AuditEvent:
     return event
 
 
-async def count_events(session: AsyncSession) -> int:
-    """How many events are stored (all clusters)."""
-    return int((await session.scalar(select(func.count()).select_from(AuditEvent))) or 0)
-
-
 async def get_file_checkpoint(session: AsyncSession, *, path: str) -> FileCheckpoint | None:
     """Where a followed file was left, if it was followed before."""
     return await session.get(FileCheckpoint, path)
@@ -263,11 +258,6 @@ async def save_file_checkpoint(
         set_={"cluster": cluster, "inode": inode, "offset": offset, "updated_at": func.now()},
     )
     await session.execute(stmt)
-
-
-async def delete_file_checkpoint(session: AsyncSession, *, path: str) -> None:
-    """Forget a followed file's position."""
-    await session.execute(delete(FileCheckpoint).where(FileCheckpoint.path == path))
 
 
 async def get_poll_checkpoints(
