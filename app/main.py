@@ -9,7 +9,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -17,6 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.access import AccessPolicy, require
 from app.api.router import quarantine_router
 from app.api.router import router as events_router
 from app.db import DATABASE_DOWN_ERRORS, make_engine, make_sessionmaker
@@ -65,11 +66,13 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.redactor = make_redactor(settings)
     app.state.ingest_tokens = settings.ingest_token_map()
 
+    app.state.access = AccessPolicy.from_settings(settings)
+    viewer, admin = [Depends(require("viewer"))], [Depends(require("admin"))]
     app.include_router(ingest_router)
-    app.include_router(events_router, prefix="/api/v1/events")
-    app.include_router(events_router, prefix="/events")
-    app.include_router(quarantine_router, prefix="/api/v1/quarantine")
-    app.include_router(web_router)
+    app.include_router(events_router, prefix="/api/v1/events", dependencies=viewer)
+    app.include_router(events_router, prefix="/events", dependencies=viewer)
+    app.include_router(quarantine_router, prefix="/api/v1/quarantine", dependencies=admin)
+    app.include_router(web_router, dependencies=viewer)
     # static/vendor/ is filled by scripts/vendor-assets (htmx from the pinned npm package).
     app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")
     app.add_middleware(SecurityHeadersMiddleware)

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+T = TypeVar("T")
 CLUSTER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,62}$")
 
 
@@ -52,6 +54,15 @@ class Settings(BaseSettings):
     tls_keyfile: Path | None = None
     tls_client_ca: Path | None = None
 
+    # Reading: "token=role,..." (viewer, exporter, admin) or a token file. With neither these
+    # nor an auth proxy, the UI and API are open only on a loopback bind.
+    access_tokens: SecretStr | None = None
+    # A trusted auth proxy (e.g. oauth2-proxy): its user header is believed only from these
+    # addresses (IPs or networks), and grants auth_proxy_role.
+    auth_proxy_addresses: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    auth_proxy_header: str = "X-Forwarded-User"
+    auth_proxy_role: Literal["viewer", "exporter", "admin"] = "exporter"
+
     # "token=cluster,token2=cluster2", or a path to a file with one token=cluster per line.
     ingest_tokens: SecretStr | None = None
     ingest_max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
@@ -87,7 +98,7 @@ class Settings(BaseSettings):
     # Back-off while Elasticsearch or PostgreSQL is down: 1 s, doubling up to this.
     es_backoff_max: timedelta = timedelta(seconds=60)
 
-    @field_validator("redact_paths", "es_url", mode="before")
+    @field_validator("redact_paths", "es_url", "auth_proxy_addresses", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
@@ -114,10 +125,21 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _check_combinations(self) -> Settings:
         # Fail at start-up with the setting's name, not at the first request.
-        try:
-            self.ingest_token_map()
-        except ValueError as exc:
-            raise ValueError(f"AUDIT_TIMELINE_INGEST_TOKENS: {exc}") from None
+        for name, parse in (
+            ("INGEST_TOKENS", self.ingest_token_map),
+            ("ACCESS_TOKENS", self.access_token_map),
+        ):
+            try:
+                parse()
+            except ValueError as exc:
+                raise ValueError(f"AUDIT_TIMELINE_{name}: {exc}") from None
+        for address in self.auth_proxy_addresses:
+            try:
+                ipaddress.ip_network(address, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"AUDIT_TIMELINE_AUTH_PROXY_ADDRESSES: {address[:60]!r} is no IP or network"
+                ) from None
         if (self.tls_client_ca or self.tls_keyfile) and not self.tls_certfile:
             raise ValueError(
                 "AUDIT_TIMELINE_TLS_CLIENT_CA and _TLS_KEYFILE need AUDIT_TIMELINE_TLS_CERTFILE"
@@ -141,24 +163,39 @@ class Settings(BaseSettings):
 
     def ingest_token_map(self) -> dict[str, str]:
         """Parse ingest_tokens (inline pairs or a file of pairs) into {token: cluster}."""
-        if self.ingest_tokens is None:
-            return {}
-        raw = self.ingest_tokens.get_secret_value().strip()
-        if raw.startswith("@") or "=" not in raw:
-            # A file: one token=cluster per line, # comments.
-            path = Path(raw.removeprefix("@"))
-            try:
-                lines = path.read_text().splitlines()
-            except OSError as exc:
-                raise ValueError(f"cannot read the token file {path}: {exc.strerror}") from None
-            entries = [e.strip() for e in lines if e.strip() and not e.strip().startswith("#")]
-        else:
-            entries = [e.strip() for e in raw.split(",") if e.strip()]
-        tokens: dict[str, str] = {}
-        for entry in entries:
-            # rpartition: base64 tokens end in '=', cluster names never contain one.
-            token, sep, cluster = entry.rpartition("=")
-            if not sep or not token.strip():
-                raise ValueError("each entry must be token=cluster")
-            tokens[token.strip()] = validate_cluster_name(cluster.strip())
-        return tokens
+        return _parse_pairs(self.ingest_tokens, validate_cluster_name)
+
+    def access_token_map(self) -> dict[str, Literal["viewer", "exporter", "admin"]]:
+        """Parse access_tokens (inline pairs or a file of pairs) into {token: role}."""
+        return _parse_pairs(self.access_tokens, _validate_role)
+
+
+def _validate_role(value: str) -> Literal["viewer", "exporter", "admin"]:
+    if value not in ("viewer", "exporter", "admin"):
+        raise ValueError(f"role {value[:40]!r} is not viewer, exporter or admin")
+    return value  # type: ignore[return-value]
+
+
+def _parse_pairs(secret: SecretStr | None, check: Callable[[str], T]) -> dict[str, T]:
+    """token=value pairs, inline (comma-separated) or from a file (`@path`, or any value
+    without '='; one pair per line, # comments)."""
+    if secret is None:
+        return {}
+    raw = secret.get_secret_value().strip()
+    if raw.startswith("@") or "=" not in raw:
+        path = Path(raw.removeprefix("@"))
+        try:
+            lines = path.read_text().splitlines()
+        except OSError as exc:
+            raise ValueError(f"cannot read the token file {path}: {exc.strerror}") from None
+        entries = [e.strip() for e in lines if e.strip() and not e.strip().startswith("#")]
+    else:
+        entries = [e.strip() for e in raw.split(",") if e.strip()]
+    pairs: dict[str, T] = {}
+    for entry in entries:
+        # rpartition: base64 tokens end in '=', cluster names and roles never contain one.
+        token, sep, value = entry.rpartition("=")
+        if not sep or not token.strip():
+            raise ValueError("each entry must be token=value")
+        pairs[token.strip()] = check(value.strip())
+    return pairs

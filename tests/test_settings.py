@@ -32,7 +32,9 @@ def test_token_file_relative_or_with_at(tmp_path: Path, monkeypatch: pytest.Monk
     [
         ({"ingest_tokens": "/nonexistent/tokens"}, "cannot read the token file"),
         ({"ingest_tokens": "tok=../etc"}, "invalid cluster name"),
-        ({"ingest_tokens": "=cluster"}, "each entry must be token=cluster"),
+        ({"ingest_tokens": "=cluster"}, "each entry must be token=value"),
+        ({"access_tokens": "tok=root"}, "is not viewer, exporter or admin"),
+        ({"auth_proxy_addresses": "10.0.0.0/8,proxy.local"}, "is no IP or network"),
         ({"tls_client_ca": "/ca.pem"}, "need AUDIT_TIMELINE_TLS_CERTFILE"),
         ({"database_url": "mysql://x"}, "must be a postgresql:// URL"),
         ({"es_poll_interval": "soon"}, "es_poll_interval"),

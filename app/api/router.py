@@ -9,11 +9,12 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.background import BackgroundTask
 
+from app.access import require
 from app.audit import queries
 from app.audit.export import CSV_HEADER, csv_header, csv_row, export_filename, ndjson_row
 from app.audit.models import AuditEvent
@@ -114,6 +115,7 @@ async def facets(f: Annotated[TimelineFilter, Query()], session: SessionDep) -> 
     summary="Every matching event as CSV (streamed; formula cells neutralised)",
     response_class=StreamingResponse,
     responses={200: {"content": {"text/csv": {}}, "description": EXPORT_DOC}},
+    dependencies=[Depends(require("exporter"))],
 )
 async def export_csv(request: Request, f: Annotated[TimelineFilter, Query()]) -> StreamingResponse:
     return await _export_response(request, f, extension="csv")
@@ -124,6 +126,7 @@ async def export_csv(request: Request, f: Annotated[TimelineFilter, Query()]) ->
     summary="Every matching event as newline-delimited JSON (streamed)",
     response_class=StreamingResponse,
     responses={200: {"content": {"application/x-ndjson": {}}, "description": EXPORT_DOC}},
+    dependencies=[Depends(require("exporter"))],
 )
 async def export_ndjson(
     request: Request, f: Annotated[TimelineFilter, Query()]
