@@ -41,6 +41,33 @@ _TIME_RE = re.compile(
 )
 
 
+# Resources that moved out of the legacy `extensions` group: one resource whichever group the
+# request named (a NetworkPolicy is the same object through networking.k8s.io or extensions).
+_MOVED_FROM_EXTENSIONS = {
+    "networkpolicies": "networking.k8s.io",
+    "ingresses": "networking.k8s.io",
+    "deployments": "apps",
+    "daemonsets": "apps",
+    "replicasets": "apps",
+    "podsecuritypolicies": "policy",
+}
+
+
+def canonical_group(resource: str, api_group: str | None) -> str:
+    """The API group a resource lives in today ("" for the core group)."""
+    group = api_group or ""
+    if group == "extensions":
+        return _MOVED_FROM_EXTENSIONS.get(resource, group)
+    return group
+
+
+def group_aliases(resource: str, group: str) -> tuple[str, ...]:
+    """Every group name under which requests reach this resource of this (canonical) group."""
+    if _MOVED_FROM_EXTENSIONS.get(resource) == group:
+        return (group, "extensions")
+    return (group,)
+
+
 class InvalidEvent(ValueError):
     """The item is not a storable audit Event; the message says which field and why."""
 

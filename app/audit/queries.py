@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit.intake import QuarantineRow, conflict_row
 from app.audit.models import AuditEvent, FileCheckpoint, PollCheckpoint, QuarantinedItem
+from app.audit.normalize import canonical_group, group_aliases
 from app.audit.schemas import CHANGE_VERBS, Cursor, TimelineFilter
 from app.errors import NotFound
 
@@ -174,18 +175,28 @@ async def store_batch(
     )
 
 
+def _group_condition(resource: str, group: str) -> ColumnElement[bool]:
+    aliases = group_aliases(resource, group)
+    stored = func.coalesce(AuditEvent.api_group, "")
+    return stored.in_(aliases)
+
+
 def _filter_conditions(f: TimelineFilter) -> list[ColumnElement[bool]]:
     conditions: list[ColumnElement[bool]] = []
     if f.resource:
         ors = []
         for value in f.resource:
-            resource, _, sub = value.partition("/")
+            resource_group, _, sub = value.partition("/")
+            # "networkpolicies" is any group; "networkpolicies.projectcalico.org" one group.
+            resource, _, group = resource_group.partition(".")
+            parts = [AuditEvent.resource == resource]
+            if group:
+                parts.append(_group_condition(resource, group))
             if not sub:
-                ors.append(and_(AuditEvent.resource == resource, AuditEvent.subresource.is_(None)))
-            elif sub == "*":
-                ors.append(AuditEvent.resource == resource)
-            else:
-                ors.append(and_(AuditEvent.resource == resource, AuditEvent.subresource == sub))
+                parts.append(AuditEvent.subresource.is_(None))
+            elif sub != "*":
+                parts.append(AuditEvent.subresource == sub)
+            ors.append(and_(*parts))
         conditions.append(or_(*ors))
     if f.namespace:
         conditions.append(AuditEvent.namespace.in_(f.namespace))
@@ -341,6 +352,8 @@ class ObjectKey:
     resource: str
     namespace: str | None
     name: str
+    # Canonical API group ("" for core); None matches any group (a URL that named none).
+    group: str | None = None
 
 
 async def facet_counts(
@@ -430,12 +443,16 @@ def _object_conditions(key: ObjectKey) -> list[ColumnElement[bool]]:
         if not key.namespace
         else AuditEvent.namespace == key.namespace
     )
-    return [
+    conditions = [
         AuditEvent.cluster == key.cluster,
         AuditEvent.resource == key.resource,
         namespace,
         AuditEvent.name == key.name,
     ]
+    if key.group is not None:
+        # A Calico projectcalico.org NetworkPolicy is not the Kubernetes one of that name.
+        conditions.append(_group_condition(key.resource, key.group))
+    return conditions
 
 
 def _version_conditions() -> list[ColumnElement[bool]]:
@@ -469,7 +486,8 @@ def object_key(event: AuditEvent) -> ObjectKey | None:
     """The object an event is about, or None (lists, events without resource or name)."""
     if not event.name or event.resource is None:
         return None
-    return ObjectKey(event.cluster, event.resource, event.namespace or None, event.name)
+    group = canonical_group(event.resource, event.api_group)
+    return ObjectKey(event.cluster, event.resource, event.namespace or None, event.name, group)
 
 
 async def previous_version(session: AsyncSession, event: AuditEvent) -> AuditEvent | None:

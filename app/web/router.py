@@ -25,6 +25,13 @@ Tab = Literal["request", "previous", "raw"]
 _HISTORY_PAGE = 25
 
 
+def parse_object_key(cluster: str, resource: str, namespace: str | None, name: str) -> ObjectKey:
+    """An object from its URL; `resource.group` names the group, a bare resource the core one
+    ("networkpolicies.networking.k8s.io" also finds those requested through extensions)."""
+    plain, _, group = resource.partition(".")
+    return ObjectKey(cluster=cluster, resource=plain, namespace=namespace, name=name, group=group)
+
+
 def dashboard_filter(f: TimelineFilter) -> TimelineFilter:
     """The dashboard's reading of a filter: changes only unless reads are asked for."""
     if f.include_reads is None:
@@ -139,7 +146,7 @@ async def namespaced_object(
     session: SessionDep,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> HTMLResponse:
-    key = ObjectKey(cluster=cluster, resource=resource, namespace=namespace, name=name)
+    key = parse_object_key(cluster, resource, namespace, name)
     return await _history(request, session, key, cursor)
 
 
@@ -156,5 +163,5 @@ async def cluster_object(
     session: SessionDep,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> HTMLResponse:
-    key = ObjectKey(cluster=cluster, resource=resource, namespace=None, name=name)
+    key = parse_object_key(cluster, resource, None, name)
     return await _history(request, session, key, cursor)

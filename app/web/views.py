@@ -78,7 +78,9 @@ def object_url(key: ObjectKey) -> str:
     parts = ["objects", key.cluster]
     if key.namespace:
         parts += ["namespaces", key.namespace]
-    parts += [key.resource, key.name]
+    # The group rides on the resource segment as kubectl writes it (leases.coordination.k8s.io).
+    resource = f"{key.resource}.{key.group}" if key.group else key.resource
+    parts += [resource, key.name]
     return "/" + "/".join(path_segment(part) for part in parts)
 
 

@@ -173,7 +173,9 @@ def test_diff_history_and_back_forward(page: Page, live_server: LiveServer) -> N
     expect(page.locator("pre.raw")).to_contain_text('"auditID"')
     # Object history.
     page.locator("nav.crumbs a", has_text="History of").click()
-    expect(page).to_have_url(re.compile(r"/objects/fixtures/namespaces/kafka/leases/"))
+    expect(page).to_have_url(
+        re.compile(r"/objects/fixtures/namespaces/kafka/leases\.coordination\.k8s\.io/")
+    )
     expect(page.locator("li.entry").first).to_be_visible()
     assert page.locator("li.entry").count() >= 2
     page.locator("details.version summary").first.click()

@@ -105,7 +105,10 @@ async def test_create_row_links_to_object_history_by_body_name(
     await web.get("/")
     create = spy.context["rows"][-1]
     assert create.name == "allow-web"
-    assert create.object_url == "/objects/test/namespaces/payments/networkpolicies/allow-web"
+    assert (
+        create.object_url
+        == "/objects/test/namespaces/payments/networkpolicies.networking.k8s.io/allow-web"
+    )
 
 
 async def test_partials_for_htmx_and_full_page_for_history_restore(
@@ -211,7 +214,9 @@ async def test_object_history_diffs_each_event_to_the_one_before(
     web: httpx.AsyncClient, spy: TemplateSpy
 ) -> None:
     await post_events(web, policy_events())
-    page = await web.get("/objects/test/namespaces/payments/networkpolicies/allow-web")
+    page = await web.get(
+        "/objects/test/namespaces/payments/networkpolicies.networking.k8s.io/allow-web"
+    )
     assert page.status_code == 200
     assert spy.template == "objects/page.html"
     entries = spy.context["entries"]

@@ -156,3 +156,39 @@ async def test_export_stream_matches_the_timeline(client: httpx.AsyncClient, app
     assert [r["id"] for r in exported] == [r.id for r in timeline]
     assert len(exported) == 12
     assert set(exported[0]) == set(queries.EXPORT_FIELDS)
+
+
+async def test_calico_and_kubernetes_policies_of_one_name_stay_apart(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    def policy(minute: int, group: str) -> dict[str, Any]:
+        ref = {"resource": "networkpolicies", "namespace": "default", "name": "allow-web",
+               "apiGroup": group}  # fmt: skip
+        return event(minute, objectRef=ref, responseObject=body(minute, "allow-web"))
+
+    await post_events(
+        client,
+        [policy(1, "networking.k8s.io"), policy(2, "extensions"), policy(3, "projectcalico.org")],
+    )
+    async with app.state.sessionmaker() as session:
+        k8s = ObjectKey("test", "networkpolicies", "default", "allow-web", "networking.k8s.io")
+        rows, _ = await queries.object_events(session, k8s)
+        assert sorted(r.api_group for r in rows) == ["extensions", "networking.k8s.io"]
+        calico = queries.object_key((await rows_of(session))[-1])
+        assert calico is not None
+        assert calico.group == "projectcalico.org"
+        rows, _ = await queries.object_events(session, calico)
+        assert [r.api_group for r in rows] == ["projectcalico.org"]
+        groups = {
+            value: sorted(r.api_group for r in (await queries.timeline(session, f))[0])
+            for value, f in (
+                (v, TimelineFilter(resource=[v]))
+                for v in ("networkpolicies", "networkpolicies.networking.k8s.io",
+                          "networkpolicies.projectcalico.org")
+            )
+        }  # fmt: skip
+    assert groups == {
+        "networkpolicies": ["extensions", "networking.k8s.io", "projectcalico.org"],
+        "networkpolicies.networking.k8s.io": ["extensions", "networking.k8s.io"],
+        "networkpolicies.projectcalico.org": ["projectcalico.org"],
+    }
