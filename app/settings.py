@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     es_page_size: int = Field(default=1000, ge=1, le=10000)
     es_poll_interval: timedelta = timedelta(seconds=10)
     es_overlap: timedelta = timedelta(minutes=5)
+    # Re-read the overlap window on the first cycle and every Nth after it (1: every cycle);
+    # the cycles between resume at the checkpoint, so a quiet index costs almost nothing.
+    es_overlap_every: int = Field(default=6, ge=1)
     # Where the cluster name comes from: the document's `cluster` field, else the index name,
     # else es_cluster. "fixed" always uses es_cluster.
     es_cluster_from: Literal["auto", "document", "index", "fixed"] = "auto"

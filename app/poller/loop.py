@@ -137,6 +137,8 @@ class Poller:
         self.index = settings.es_index
         self.page_size = settings.es_page_size
         self.overlap_ms = int(settings.es_overlap.total_seconds() * 1000)
+        self.overlap_every = settings.es_overlap_every
+        self.cycles = 0
         self.interval = settings.es_poll_interval.total_seconds()
         self.backoff_max = settings.es_backoff_max.total_seconds()
         self.cluster_from: ClusterFrom = settings.es_cluster_from
@@ -144,8 +146,11 @@ class Poller:
         self.lock_key = lock_key(settings.es_index)
 
     async def run_once(self, stop: asyncio.Event | None = None) -> CycleResult:
-        """Read every stream from its checkpoint (minus the overlap) until caught up."""
+        """Read every stream from its checkpoint until caught up; the first cycle and every
+        overlap_every-th one start overlap earlier, to catch documents indexed late."""
         total = CycleResult()
+        overlap_ms = self.overlap_ms if self.cycles % self.overlap_every == 0 else 0
+        self.cycles += 1
         async with self.sessionmaker() as session:
             keys = [checkpoint_key(self.index, stream) for stream in STREAMS]
             checkpoints = await queries.get_poll_checkpoints(session, keys=keys)
@@ -153,7 +158,7 @@ class Poller:
             for stream in STREAMS:
                 stored = checkpoints.get(checkpoint_key(self.index, stream))
                 cursor = None if stored is None else to_ms(stored.cursor_at)
-                total += await self._poll_stream(snap, stream, cursor, stop)
+                total += await self._poll_stream(snap, stream, cursor, overlap_ms, stop)
                 if stop is not None and stop.is_set():
                     break
         self.status.last_success_at = datetime.now(UTC)
@@ -161,9 +166,16 @@ class Poller:
         return total
 
     async def _poll_stream(
-        self, snap: Snapshot, stream: Stream, cursor_ms: int | None, stop: asyncio.Event | None
+        self,
+        snap: Snapshot,
+        stream: Stream,
+        cursor_ms: int | None,
+        overlap_ms: int,
+        stop: asyncio.Event | None,
     ) -> CycleResult:
-        since = None if cursor_ms is None else cursor_ms - self.overlap_ms
+        # Without overlap the cycle still starts at the checkpoint's own millisecond (gte):
+        # documents sharing it are read again, never skipped.
+        since = None if cursor_ms is None else cursor_ms - overlap_ms
         total = CycleResult()
         after: list[Any] | None = None
         while True:

@@ -25,7 +25,7 @@ from tests.poller.es_data import (
     generated,
     load_calico,
 )
-from tests.poller.helpers import poll_once, poller_settings, stored_keys
+from tests.poller.helpers import new_poller, poll_once, poller_settings, stored_keys
 
 pytestmark = [pytest.mark.es, pytest.mark.asyncio, requires_fixtures]
 
@@ -154,3 +154,31 @@ async def test_late_documents_are_caught_by_cursor_or_overlap(
     # Documented limit: without generated_time, only the overlap window is re-read.
     assert "late-beyond-overlap" not in ids
     assert result.stored == 2
+
+
+async def test_overlap_is_reread_on_the_first_and_every_nth_cycle(
+    es_url: str, database_url: str, tmp_path: Path
+) -> None:
+    create_indices(es_url)
+    events = fixture_events()
+    load_calico(es_url, calico_documents(events[:60] + events[-180:]))
+    settings = poller_settings(database_url, tmp_path, es_url, es_overlap=600.0, es_overlap_every=2)
+    poller = new_poller(settings)
+    try:
+        first = await poller.run_once()  # cycle 0: with overlap
+        assert first.stored > 0
+        cursors = dict(query_all(database_url, "SELECT key, cursor_at FROM poll_checkpoint"))
+        stage_cursor = next(v for k, v in cursors.items() if k.endswith(":stageTimestamp"))
+        template = next(e for e in events if e.get("apiVersion") == "audit.k8s.io/v1")
+        late_at = iso((stage_cursor.timestamp() - 120) * 1000)
+        bulk_index(es_url, [(DAILY, {**template, "auditID": "late", "stageTimestamp": late_at})])
+        quiet = await poller.run_once()  # cycle 1: from the checkpoint only
+        assert quiet.stored == 0
+        assert quiet.read < first.read
+        caught = await poller.run_once()  # cycle 2: the overlap again
+        assert caught.stored == 1
+    finally:
+        await poller.source.close()
+        await poller.engine.dispose()
+    ids = {r[0] for r in query_all(database_url, "SELECT audit_id FROM audit_event")}
+    assert "late" in ids
