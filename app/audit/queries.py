@@ -15,9 +15,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, Integer, and_, func, or_, select, tuple_
+from sqlalchemy import delete as sa_delete
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.audit.intake import QuarantineRow, conflict_row
 from app.audit.models import AuditEvent, FileCheckpoint, PollCheckpoint, QuarantinedItem
@@ -560,3 +561,29 @@ async def stream_export_rows(
     async for partition in result.partitions():
         for row in partition:
             yield dict(row._mapping)
+
+
+async def delete_older_than(
+    sessionmaker: async_sessionmaker[AsyncSession], *, cutoff: datetime, batch: int = 10_000
+) -> tuple[int, int]:
+    """Delete events with stage time before cutoff, and quarantined items received before it,
+    in batches that each commit (short locks on a live table); return both counts."""
+
+    async def delete_batches(model: type[AuditEvent] | type[QuarantinedItem], column: Any) -> int:
+        total = 0
+        while True:
+            ids = select(model.id).where(column < cutoff).limit(batch).scalar_subquery()
+            async with sessionmaker.begin() as session:
+                result = await session.execute(sa_delete(model).where(model.id.in_(ids)))
+            count = int(getattr(result, "rowcount", 0) or 0)
+            total += count
+            if count < batch:
+                return total
+
+    events = await delete_batches(AuditEvent, AuditEvent.stage_at)
+    items = await delete_batches(QuarantinedItem, QuarantinedItem.received_at)
+    logger.info(
+        "retention.deleted",
+        extra={"cutoff": cutoff.isoformat(), "events": events, "quarantined": items},
+    )
+    return events, items
