@@ -6,7 +6,6 @@ Tests that commit leave nothing behind: tables are truncated after each test.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from fastapi import FastAPI
 from app.main import create_app
 from app.migrate import upgrade_to_head
 from app.settings import Settings
-from tests.pg import TestPostgres
+from tests.pg import TestPostgres, temporary_postgres
 
 FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "real"
 TEST_REDACTION_KEY = "test-redaction-key-0123456789abcdef"
@@ -38,13 +37,15 @@ requires_fixtures = pytest.mark.skipif(
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[TestPostgres]:
-    with tempfile.TemporaryDirectory(prefix="at-pg-") as tmp:
-        os.chmod(tmp, 0o755)
-        server = TestPostgres(Path(tmp))
-        try:
-            yield server
-        finally:
-            server.close()
+    with temporary_postgres("at-pg-") as server:
+        yield server
+
+
+@pytest.fixture
+def stoppable_postgres() -> Iterator[TestPostgres]:
+    """A server of the test's own, which it may stop and start."""
+    with temporary_postgres("at-pg-own-") as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

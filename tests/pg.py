@@ -5,7 +5,12 @@ Each server lives in its own temporary directory and is removed at the end.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import subprocess
+import tempfile
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -60,4 +65,20 @@ class TestPostgres:
         )
 
     def close(self) -> None:
+        """Stop the server (also one restarted by start(), which the library does not know)
+        and delete its data."""
+        with contextlib.suppress(subprocess.CalledProcessError):
+            self.stop()
         self.server.cleanup()
+
+
+@contextlib.contextmanager
+def temporary_postgres(prefix: str) -> Iterator[TestPostgres]:
+    """A server in a temporary directory, removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        os.chmod(tmp, 0o755)  # the server runs as another system user when we are root
+        server = TestPostgres(Path(tmp))
+        try:
+            yield server
+        finally:
+            server.close()

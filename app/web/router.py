@@ -137,31 +137,19 @@ async def _history(
     response_class=HTMLResponse,
     name="namespaced_object",
 )
-async def namespaced_object(
-    request: Request,
-    cluster: str,
-    namespace: str,
-    resource: str,
-    name: str,
-    session: SessionDep,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
-) -> HTMLResponse:
-    key = parse_object_key(cluster, resource, namespace, name)
-    return await _history(request, session, key, cursor)
-
-
 @router.get(
-    "/objects/{cluster}/{resource}/{name}",
-    response_class=HTMLResponse,
-    name="cluster_object",
+    "/objects/{cluster}/{resource}/{name}", response_class=HTMLResponse, name="cluster_object"
 )
-async def cluster_object(
+async def object_history(
     request: Request,
     cluster: str,
     resource: str,
     name: str,
     session: SessionDep,
+    namespace: str | None = None,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> HTMLResponse:
-    key = parse_object_key(cluster, resource, None, name)
-    return await _history(request, session, key, cursor)
+    """One object's events; the second URL form is for cluster-scoped objects."""
+    return await _history(
+        request, session, parse_object_key(cluster, resource, namespace, name), cursor
+    )

@@ -6,10 +6,6 @@ Uses its own PostgreSQL server (stopping the shared one would break the other te
 
 from __future__ import annotations
 
-import contextlib
-import os
-import subprocess
-import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -29,20 +25,6 @@ from tests.pg import TestPostgres
 TOKEN = "down-test-token"
 HEADERS = {"Authorization": f"Bearer {TOKEN}"}
 RETRY_AFTER_SECONDS = 7
-
-
-@pytest.fixture
-def stoppable_postgres() -> Iterator[TestPostgres]:
-    with tempfile.TemporaryDirectory(prefix="at-pg-down-") as tmp:
-        os.chmod(tmp, 0o755)  # the server runs as another system user when we are root
-        server = TestPostgres(Path(tmp))
-        try:
-            yield server
-        finally:
-            # close() only stops the postmaster it started itself, not one restarted by start().
-            with contextlib.suppress(subprocess.CalledProcessError):
-                server.stop()
-            server.close()
 
 
 @pytest.fixture

@@ -6,11 +6,6 @@ Uses its own PostgreSQL server (stopping the shared one would break the other te
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import subprocess
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,19 +19,6 @@ from tests.poller.es_data import TENANT, bulk_index, create_indices, generated, 
 from tests.poller.helpers import poll_once, poller_settings
 
 pytestmark = [pytest.mark.es, pytest.mark.asyncio, requires_fixtures]
-
-
-@pytest.fixture
-def stoppable_postgres() -> Iterator[TestPostgres]:
-    with tempfile.TemporaryDirectory(prefix="at-pg-poll-") as tmp:
-        os.chmod(tmp, 0o755)
-        server = TestPostgres(Path(tmp))
-        try:
-            yield server
-        finally:
-            with contextlib.suppress(subprocess.CalledProcessError):
-                server.stop()
-            server.close()
 
 
 class StoppingSource(EsSource):
