@@ -33,31 +33,12 @@ from app.redaction_key import make_redactor
 from app.settings import Settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from embedded import stop_embedded_postgres  # noqa: E402
 
-TEMPLATE = {
-    "kind": "Event",
-    "apiVersion": "audit.k8s.io/v1",
-    "level": "Metadata",
-    "auditID": "bench-template",
-    "stage": "ResponseComplete",
-    "requestURI": "/apis/networking.k8s.io/v1/namespaces/payments/networkpolicies/allow-web",
-    "verb": "patch",
-    "user": {"username": "alice@example.com", "groups": ["developers", "system:authenticated"]},
-    "sourceIPs": ["10.0.0.7"],
-    "userAgent": "kubectl/v1.31.2 (linux/amd64) kubernetes/5864a46",
-    "objectRef": {
-        "resource": "networkpolicies",
-        "namespace": "payments",
-        "name": "allow-web",
-        "apiGroup": "networking.k8s.io",
-        "apiVersion": "v1",
-    },
-    "responseStatus": {"metadata": {}, "code": 200},
-    "requestReceivedTimestamp": "2026-11-20T10:00:00.000001Z",
-    "stageTimestamp": "2026-11-20T10:00:00.004000Z",
-    "annotations": {"authorization.k8s.io/decision": "allow"},
-}
+from tests.builders import audit_event  # noqa: E402
+
+TEMPLATE = audit_event(auditID="bench-template", verb="patch", level="Metadata")
 
 # Every column except the identity; audit_id, stage_at and (some) usernames vary per copy.
 COPY_SQL = """
@@ -74,7 +55,7 @@ SELECT cluster, 'bench-' || g, stage, level, verb, request_uri, api_group, api_v
     response_code, response_status, response_reason, response_message, authz_decision,
     authz_reason, requested_at - g * interval '1 second', stage_at - g * interval '1 second',
     source, source_meta, request_object, response_object, raw, is_redacted
-FROM audit_event t, generate_series(%(start)s, %(stop)s) AS g
+FROM audit_event t, generate_series(%(start)s::bigint, %(stop)s::bigint) AS g
 WHERE t.audit_id = 'bench-template'
 """
 
