@@ -13,10 +13,11 @@ test-fast:  ## everything but the browser and Elasticsearch tests
 	./scripts/setup --test
 	.venv/bin/python -m pytest -m "not browser and not es"
 
-lint:
+lint:  ## ruff (lint + format) and mypy --strict on app/
 	./scripts/setup --test
 	.venv/bin/ruff check app tests bench migrations
 	.venv/bin/ruff format --check app tests bench migrations
+	.venv/bin/mypy
 
 bench:  ## benchmarks; each prints its figures
 	./scripts/setup --test

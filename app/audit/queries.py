@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -74,6 +74,7 @@ async def insert_events(
     # they cannot deadlock; within a key, the ordinal makes the first occurrence win.
     connection = await session.connection()
     raw = (await connection.get_raw_connection()).driver_connection
+    assert raw is not None  # an open pool connection always has its driver connection
     async with raw.cursor() as cursor:
         await cursor.execute(
             "CREATE TEMP TABLE IF NOT EXISTS incoming_event ON COMMIT DELETE ROWS AS"
@@ -548,7 +549,7 @@ EXPORT_FIELDS = (
 
 async def stream_export_rows(
     session: AsyncSession, f: TimelineFilter, *, batch_size: int = 2000
-) -> AsyncIterator[dict[str, Any]]:
+) -> AsyncGenerator[dict[str, Any]]:
     """Every matching event's export columns, newest first, through a server-side cursor."""
     columns = [getattr(AuditEvent, field).label(field) for field in EXPORT_FIELDS]
     stmt = (

@@ -121,10 +121,11 @@ class Redactor:
         metadata = obj.get("metadata")
         if isinstance(metadata, dict):
             annotations = metadata.get("annotations")
-            last_applied = annotations.get(LAST_APPLIED) if isinstance(annotations, dict) else None
-            if last_applied is not None and not is_marker(last_applied):
-                annotations[LAST_APPLIED] = self.marker(last_applied)
-                changed = True
+            if isinstance(annotations, dict):
+                last_applied = annotations.get(LAST_APPLIED)
+                if last_applied is not None and not is_marker(last_applied):
+                    annotations[LAST_APPLIED] = self.marker(last_applied)
+                    changed = True
         return changed
 
     def _redact_json_patch(self, ops: Iterable[Any]) -> bool:
@@ -165,11 +166,12 @@ class Redactor:
         if not path:
             return False
         head, rest = path[0], path[1:]
+        keys: list[Any]
         if isinstance(node, dict):
             keys = list(node) if head == "*" else ([head] if head in node else [])
         elif isinstance(node, list) and (head == "*" or head.isdigit()):
-            keys = list(range(len(node))) if head == "*" else [int(head)]
-            keys = [k for k in keys if k < len(node)]
+            indexes = list(range(len(node))) if head == "*" else [int(head)]
+            keys = [k for k in indexes if k < len(node)]
         else:
             return False
         changed = False

@@ -6,7 +6,7 @@ Each URL serves the full page, or its partial to htmx. Parses, calls queries, re
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse
@@ -46,7 +46,7 @@ async def timeline(
     shown = dashboard_filter(f)
     now = datetime.now(UTC)
     rows, next_cursor = await queries.timeline(session, shown)
-    context = {
+    context: dict[str, Any] = {
         "filters": shown,
         "rows": [views.event_row(row) for row in rows],
         "next_cursor": next_cursor,
