@@ -77,6 +77,13 @@
     if (document.hidden || !document.getElementById("results")) return;
     var active = document.activeElement;
     if (active && active.closest && active.closest("#filters")) return; // user is editing
+    // Reading further down (perhaps pages loaded by scrolling): a refresh would replace them.
+    var status = document.getElementById("follow-status");
+    if (window.scrollY > 400) {
+      if (status) status.textContent = "Following: paused while you read further down";
+      return;
+    }
+    if (status) status.textContent = "Following: newest events every 5 s";
     htmx.ajax("GET", window.location.pathname + window.location.search, {
       target: "#results", swap: "outerHTML", select: "#results"
     });

@@ -330,6 +330,7 @@ FACET_COLUMNS: dict[str, Any] = {
     "namespace": AuditEvent.namespace,
     "user": AuditEvent.username,
     "verb": AuditEvent.verb,
+    "cluster": AuditEvent.cluster,
 }
 # Responses that are a version of the object (the whole object, not a Status or a Scale).
 _VERSION_SUBRESOURCES = ("status",)

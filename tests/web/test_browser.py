@@ -272,3 +272,19 @@ def test_narrow_window_and_keyboard(page: Page) -> None:
     page.keyboard.press("j")
     page.keyboard.press("Enter")
     expect(page).to_have_url(re.compile(r"/changes/\d+"))
+
+
+def test_follow_waits_while_reading_further_down(page: Page, live_server: LiveServer) -> None:
+    page.set_viewport_size({"width": 1200, "height": 500})
+    page.goto("/?include_reads=true")
+    page.locator("#follow").click()
+    page.mouse.wheel(0, 3000)
+    page.wait_for_function("window.scrollY > 400")
+    # The next refresh (every 5 s) sees the reader down the page and leaves the rows alone.
+    expect(page.locator("#follow-status")).to_have_text(
+        "Following: paused while you read further down", timeout=12_000
+    )
+    page.evaluate("window.scrollTo(0, 0)")
+    expect(page.locator("#follow-status")).to_have_text(
+        "Following: newest events every 5 s", timeout=12_000
+    )

@@ -72,6 +72,7 @@ async def test_facet_counts_ignore_their_own_filter(
         assert facets["namespace"] == [("a", 2), ("b", 1)]
         assert facets["resource"] == [("pods", 1), ("secrets", 1)]
         assert facets["verb"] == [("update", 2)]
+        assert facets["cluster"] == [("test", 2)]
         everything = await queries.facet_counts(session, TimelineFilter())
         assert dict(everything["verb"]) == {"update": 3, "get": 1}
 
