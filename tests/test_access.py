@@ -81,6 +81,9 @@ async def test_auth_proxy_header_only_from_the_proxy(make_client: Any) -> None:
     assert await status_of(trusted, "/events/export.csv", **{"X-Forwarded-User": "alice"}) == 200
     assert await status_of(trusted, "/api/v1/events") == 401  # no user header
     assert await status_of(trusted, ADMIN[0], **{"X-Forwarded-User": "alice"}) == 403
+    # oauth2-proxy may pass its own ID token along: not ours, so the proxy header decides.
+    passed_on = {"X-Forwarded-User": "alice", "Authorization": "Bearer proxy-id-token"}
+    assert await status_of(trusted, "/api/v1/events", **passed_on) == 200
     elsewhere = await make_client(host="0.0.0.0", auth_proxy_addresses="10.1.2.3")
     assert await status_of(elsewhere, "/api/v1/events", **{"X-Forwarded-User": "alice"}) == 401
 

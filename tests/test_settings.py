@@ -30,7 +30,7 @@ def test_token_file_relative_or_with_at(tmp_path: Path, monkeypatch: pytest.Monk
 @pytest.mark.parametrize(
     ("values", "message"),
     [
-        ({"ingest_tokens": "/nonexistent/tokens"}, "cannot read the token file"),
+        ({"ingest_tokens": "/nonexistent/tokens"}, "read as a token file, which failed"),
         ({"ingest_tokens": "tok=../etc"}, "invalid cluster name"),
         ({"ingest_tokens": "=cluster"}, "each entry must be token=value"),
         ({"access_tokens": "tok=root"}, "is not viewer, exporter or admin"),
@@ -49,8 +49,21 @@ def test_durations_accept_plain_seconds() -> None:
     assert settings(es_poll_interval="2.5").es_poll_interval.total_seconds() == 2.5
 
 
-def test_cli_reports_configuration_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_empty_token_variables_mean_unset() -> None:
+    assert settings(ingest_tokens="", access_tokens=" ").ingest_token_map() == {}
+    assert settings(access_tokens=" ").access_token_map() == {}
+
+
+def test_cli_reports_configuration_errors_without_secrets(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     from app.cli import main
 
-    monkeypatch.setenv("AUDIT_TIMELINE_INGEST_TOKENS", "/nonexistent/tokens")
+    # A token whose "=role" was forgotten is read as a file name; it must not be printed.
+    monkeypatch.setenv("AUDIT_TIMELINE_ACCESS_TOKENS", "s3cret-token-value")
+    monkeypatch.setenv("AUDIT_TIMELINE_INGEST_TOKENS", "ingest-s3cret=prod")
     assert main(["migrate"]) == 2
+    err = capsys.readouterr().err
+    assert "configuration error" in err
+    assert "read as a token file" in err
+    assert "s3cret" not in err

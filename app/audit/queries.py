@@ -178,7 +178,7 @@ async def store_batch(
 
 
 def _group_condition(resource: str, group: str) -> ColumnElement[bool]:
-    aliases = group_aliases(resource, group)
+    aliases = group_aliases(resource, canonical_group(resource, group))
     stored = func.coalesce(AuditEvent.api_group, "")
     return stored.in_(aliases)
 

@@ -10,7 +10,9 @@ import asyncio
 import hashlib
 import logging
 import random
+import time
 from collections import defaultdict
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -138,7 +140,8 @@ class Poller:
         self.page_size = settings.es_page_size
         self.overlap_ms = int(settings.es_overlap.total_seconds() * 1000)
         self.overlap_every = settings.es_overlap_every
-        self.cycles = 0
+        self.clock: Callable[[], float] = time.monotonic
+        self.last_overlap_at: float | None = None
         self.interval = settings.es_poll_interval.total_seconds()
         self.backoff_max = settings.es_backoff_max.total_seconds()
         self.cluster_from: ClusterFrom = settings.es_cluster_from
@@ -146,11 +149,14 @@ class Poller:
         self.lock_key = lock_key(settings.es_index)
 
     async def run_once(self, stop: asyncio.Event | None = None) -> CycleResult:
-        """Read every stream from its checkpoint until caught up; the first cycle and every
-        overlap_every-th one start overlap earlier, to catch documents indexed late."""
+        """Read every stream from its checkpoint until caught up. The first cycle, and one every
+        overlap_every poll intervals, start earlier by the overlap plus the time since the last
+        such cycle: a document indexed up to `overlap` late is always read."""
         total = CycleResult()
-        overlap_ms = self.overlap_ms if self.cycles % self.overlap_every == 0 else 0
-        self.cycles += 1
+        now = self.clock()
+        since_last = None if self.last_overlap_at is None else now - self.last_overlap_at
+        is_overlap_cycle = since_last is None or since_last >= self.overlap_every * self.interval
+        overlap_ms = self.overlap_ms + int((since_last or 0) * 1000) if is_overlap_cycle else 0
         async with self.sessionmaker() as session:
             keys = [checkpoint_key(self.index, stream) for stream in STREAMS]
             checkpoints = await queries.get_poll_checkpoints(session, keys=keys)
@@ -163,6 +169,8 @@ class Poller:
                     break
         self.status.last_success_at = datetime.now(UTC)
         self.status.totals += total
+        if is_overlap_cycle:
+            self.last_overlap_at = now  # only a cycle that finished counts
         return total
 
     async def _poll_stream(

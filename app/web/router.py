@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 
 from app.audit import queries
+from app.audit.normalize import canonical_group
 from app.audit.queries import ObjectKey
 from app.audit.schemas import WINDOWS, TimelineFilter
 from app.db import SessionDep
@@ -26,10 +27,14 @@ _HISTORY_PAGE = 25
 
 
 def parse_object_key(cluster: str, resource: str, namespace: str | None, name: str) -> ObjectKey:
-    """An object from its URL; `resource.group` names the group, a bare resource the core one
-    ("networkpolicies.networking.k8s.io" also finds those requested through extensions)."""
+    """An object from its URL: `resource.group` names the group (networkpolicies.extensions and
+    networkpolicies.networking.k8s.io are one), a bare resource any group (links made before
+    groups were part of the URL, and core resources)."""
     plain, _, group = resource.partition(".")
-    return ObjectKey(cluster=cluster, resource=plain, namespace=namespace, name=name, group=group)
+    canonical = canonical_group(plain, group) if group else None
+    return ObjectKey(
+        cluster=cluster, resource=plain, namespace=namespace, name=name, group=canonical
+    )
 
 
 def dashboard_filter(f: TimelineFilter) -> TimelineFilter:

@@ -156,26 +156,32 @@ async def test_late_documents_are_caught_by_cursor_or_overlap(
     assert result.stored == 2
 
 
-async def test_overlap_is_reread_on_the_first_and_every_nth_cycle(
+async def test_overlap_is_reread_on_the_first_cycle_and_then_once_per_period(
     es_url: str, database_url: str, tmp_path: Path
 ) -> None:
     create_indices(es_url)
     events = fixture_events()
     load_calico(es_url, calico_documents(events[:60] + events[-180:]))
-    settings = poller_settings(database_url, tmp_path, es_url, es_overlap=600.0, es_overlap_every=2)
+    settings = poller_settings(
+        database_url, tmp_path, es_url, es_overlap=600.0, es_overlap_every=2, es_poll_interval=10
+    )
     poller = new_poller(settings)
+    now = [1000.0]
+    poller.clock = lambda: now[0]  # the overlap period is 2 x 10 s of this clock
     try:
-        first = await poller.run_once()  # cycle 0: with overlap
+        first = await poller.run_once()  # the first cycle: with overlap
         assert first.stored > 0
         cursors = dict(query_all(database_url, "SELECT key, cursor_at FROM poll_checkpoint"))
         stage_cursor = next(v for k, v in cursors.items() if k.endswith(":stageTimestamp"))
         template = next(e for e in events if e.get("apiVersion") == "audit.k8s.io/v1")
         late_at = iso((stage_cursor.timestamp() - 120) * 1000)
         bulk_index(es_url, [(DAILY, {**template, "auditID": "late", "stageTimestamp": late_at})])
-        quiet = await poller.run_once()  # cycle 1: from the checkpoint only
+        now[0] += 10
+        quiet = await poller.run_once()  # 10 s later: from the checkpoint only
         assert quiet.stored == 0
         assert quiet.read < first.read
-        caught = await poller.run_once()  # cycle 2: the overlap again
+        now[0] += 10
+        caught = await poller.run_once()  # 20 s after the last overlap cycle: the overlap again
         assert caught.stored == 1
     finally:
         await poller.source.close()

@@ -210,6 +210,19 @@ async def test_change_detail_tabs(web: httpx.AsyncClient, spy: TemplateSpy) -> N
     assert "&#34;auditID&#34;" in raw.text or "&quot;auditID&quot;" in raw.text
 
 
+@pytest.mark.parametrize(
+    "resource",
+    ["networkpolicies", "networkpolicies.extensions", "networkpolicies.networking.k8s.io"],
+)
+async def test_object_url_forms_find_the_same_history(
+    web: httpx.AsyncClient, spy: TemplateSpy, resource: str
+) -> None:
+    await post_events(web, policy_events())
+    page = await web.get(f"/objects/test/namespaces/payments/{resource}/allow-web")
+    assert page.status_code == 200
+    assert len(spy.context["entries"]) == 4
+
+
 async def test_object_history_diffs_each_event_to_the_one_before(
     web: httpx.AsyncClient, spy: TemplateSpy
 ) -> None:
