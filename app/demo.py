@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from app.migrate import PROJECT_DIR
+from app import PROJECT_DIR
 
 FIXTURES_DIR = PROJECT_DIR.parent / "shared" / "fixtures" / "real"
 

@@ -14,12 +14,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.access import AccessPolicy, require
 from app.api.router import quarantine_router
 from app.api.router import router as events_router
+from app.audit import queries
 from app.db import DATABASE_DOWN_ERRORS, make_engine, make_sessionmaker
 from app.errors import AppError, SourceUnavailable
 from app.ingest.router import router as ingest_router
@@ -90,7 +90,7 @@ def _add_probes(app: FastAPI) -> None:
     async def readyz(request: Request) -> JSONResponse:
         try:
             async with request.app.state.engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
+                await queries.ping(conn)
         except DATABASE_DOWN_ERRORS:
             return JSONResponse({"status": "unavailable", "database": "down"}, status_code=503)
         body: dict[str, object] = {"status": "ok", "database": "up"}

@@ -5,12 +5,10 @@ Knows where the migrations live; holds no schema itself.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from alembic import command
 from alembic.config import Config
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
+from app import PROJECT_DIR
 
 
 def alembic_config(database_url: str) -> Config:

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
 import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -29,7 +27,7 @@ from app.audit.schemas import Cursor  # noqa: E402
 from app.main import create_app  # noqa: E402
 from app.migrate import upgrade_to_head  # noqa: E402
 from app.settings import Settings  # noqa: E402
-from tests.pg import TestPostgres  # noqa: E402
+from tests.pg import temporary_postgres  # noqa: E402
 
 FILL = """
 INSERT INTO audit_event (cluster, audit_id, stage, level, verb, request_uri, resource, namespace,
@@ -121,20 +119,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=1_000_000)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="at-bench-") as tmp:
-        os.chmod(tmp, 0o755)
-        pg = TestPostgres(Path(tmp))
-        try:
-            url = pg.create_database("bench")
-            upgrade_to_head(url)
-            started = time.perf_counter()
-            with psycopg.connect(url, autocommit=True) as conn:
-                conn.execute(FILL, (args.events,))
-                conn.execute("VACUUM ANALYZE audit_event")
-            print(f"filled {args.events} events in {time.perf_counter() - started:.1f} s")
-            asyncio.run(run(url, args.events, Path(tmp)))
-        finally:
-            pg.close()
+    with temporary_postgres("at-bench-") as pg:
+        tmp = pg.pgdata.parent
+        url = pg.create_database("bench")
+        upgrade_to_head(url)
+        started = time.perf_counter()
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(FILL, (args.events,))
+            conn.execute("VACUUM ANALYZE audit_event")
+        print(f"filled {args.events} events in {time.perf_counter() - started:.1f} s")
+        asyncio.run(run(url, args.events, tmp))
 
 
 if __name__ == "__main__":

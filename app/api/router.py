@@ -17,18 +17,17 @@ from starlette.background import BackgroundTask
 from app.access import require
 from app.audit import queries
 from app.audit.export import CSV_HEADER, csv_header, csv_row, export_filename, ndjson_row
-from app.audit.models import AuditEvent
 from app.audit.normalize import reconstruct_event
 from app.audit.schemas import (
     AuditEventDetail,
-    AuditEventOut,
     EventPage,
     FacetCounts,
     FacetValue,
     QuarantinedOut,
     QuarantinePage,
     TimelineFilter,
-    UserOut,
+    event_fields,
+    event_out,
 )
 from app.db import SessionDep
 
@@ -43,48 +42,6 @@ EXPORT_DOC = (
     + ". CSV: UTF-8 with a byte-order mark, lists joined with ';', cells starting with "
     "= + - @ tab, CR or LF prefixed with a single quote."
 )
-
-
-def event_out(row: AuditEvent) -> AuditEventOut:
-    """The listing shape of a stored event."""
-    return AuditEventOut(**_common_fields(row))
-
-
-def _common_fields(row: AuditEvent) -> dict[str, object]:
-    impersonated = (
-        UserOut(username=row.impersonated_user, groups=row.impersonated_groups)
-        if row.impersonated_user is not None or row.impersonated_groups
-        else None
-    )
-    return {
-        "id": row.id,
-        "cluster": row.cluster,
-        "audit_id": row.audit_id,
-        "stage": row.stage,
-        "level": row.level,
-        "verb": row.verb,
-        "request_uri": row.request_uri,
-        "api_group": row.api_group,
-        "api_version": row.api_version,
-        "resource": row.resource,
-        "subresource": row.subresource,
-        "namespace": row.namespace,
-        "name": row.name,
-        "user": UserOut(username=row.username, uid=row.user_uid, groups=row.user_groups),
-        "impersonated_user": impersonated,
-        "source_ips": row.source_ips,
-        "user_agent": row.user_agent,
-        "response_code": row.response_code,
-        "response_status": row.response_status,
-        "response_reason": row.response_reason,
-        "response_message": row.response_message,
-        "authz_decision": row.authz_decision,
-        "authz_reason": row.authz_reason,
-        "requested_at": row.requested_at,
-        "stage_at": row.stage_at,
-        "source": row.source,
-        "url": f"/api/v1/events/{row.id}",
-    }
 
 
 @router.get("", summary="List events, newest first", response_model=EventPage)
@@ -193,7 +150,7 @@ async def get_event(
 ) -> AuditEventDetail:
     row = await queries.get_event(session, event_id)
     return AuditEventDetail(
-        **_common_fields(row),
+        **event_fields(row),
         request_object=row.request_object,
         response_object=row.response_object,
         source_meta=row.source_meta,

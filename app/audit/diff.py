@@ -8,12 +8,13 @@ from __future__ import annotations
 import difflib
 import enum
 import json
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
 
 import yaml
+
+from app.audit.redact import LAST_APPLIED, MARKER_RE
 
 JsonValue: TypeAlias = dict[str, "JsonValue"] | list["JsonValue"] | str | int | float | bool | None
 
@@ -21,9 +22,6 @@ REDACTED_UNCHANGED: Final = "redacted (unchanged)"
 REDACTED_CHANGED: Final = "redacted (changed)"
 REDACTED: Final = "redacted"
 
-# Anchored with fullmatch below, not "^...$": "$" would also accept a trailing newline.
-_MARKER_PATTERN: Final = r"\[redacted:hmac-sha256:[0-9a-f]{32}\]"
-_MARKER_RE: Final = re.compile(_MARKER_PATTERN)
 _EMBEDDED_MARKER_TEXT: Final = "[redacted]"
 
 _NOISE_METADATA_KEYS: Final = (
@@ -34,7 +32,6 @@ _NOISE_METADATA_KEYS: Final = (
     "creationTimestamp",
     "selfLink",
 )
-_LAST_APPLIED_ANNOTATION: Final = "kubectl.kubernetes.io/last-applied-configuration"
 
 # Kubernetes objects nest ~20 levels; the cap keeps PyYAML's recursive representer far from the
 # interpreter's recursion limit even when called from a deep web stack.
@@ -282,6 +279,15 @@ def side_by_side(
     )
 
 
+def render_version(body: object) -> tuple[str, ...]:
+    """One body as side_by_side renders a side alone: noise hidden, markers as "redacted"."""
+    if body is None:
+        return ()
+    stripped, _ = strip_noise(body)
+    _, masked = _mask_pair(_ABSENT, stripped)
+    return tuple(render_yaml_lines(masked))
+
+
 class _CanonicalDumper(yaml.SafeDumper):
     def ignore_aliases(self, data: Any) -> bool:
         # Anchors and aliases ("&id001") would make two equal bodies render differently.
@@ -334,16 +340,16 @@ def _strip_object_noise(obj: dict[str, JsonValue], prefix: str, paths: list[str]
             del metadata[key]
             paths.append(f"{prefix}metadata.{key}")
     annotations = metadata.get("annotations")
-    if isinstance(annotations, dict) and _LAST_APPLIED_ANNOTATION in annotations:
-        del annotations[_LAST_APPLIED_ANNOTATION]
-        paths.append(f'{prefix}metadata.annotations["{_LAST_APPLIED_ANNOTATION}"]')
+    if isinstance(annotations, dict) and LAST_APPLIED in annotations:
+        del annotations[LAST_APPLIED]
+        paths.append(f'{prefix}metadata.annotations["{LAST_APPLIED}"]')
         if not annotations:
             # Emptied by us, not by the user: "annotations: {}" would be an artefact.
             del metadata["annotations"]
 
 
 def _is_marker(value: object) -> bool:
-    return isinstance(value, str) and _MARKER_RE.fullmatch(value) is not None
+    return isinstance(value, str) and MARKER_RE.fullmatch(value) is not None
 
 
 def _scrub(value: JsonValue | _Absent) -> JsonValue | _Absent:
@@ -351,7 +357,7 @@ def _scrub(value: JsonValue | _Absent) -> JsonValue | _Absent:
     if _is_marker(value):
         return REDACTED
     if isinstance(value, str):
-        return _MARKER_RE.sub(_EMBEDDED_MARKER_TEXT, value)
+        return MARKER_RE.sub(_EMBEDDED_MARKER_TEXT, value)
     if isinstance(value, dict):
         return {_scrub_key(key): _present_or_none(_scrub(item)) for key, item in value.items()}
     if isinstance(value, list):
@@ -360,7 +366,7 @@ def _scrub(value: JsonValue | _Absent) -> JsonValue | _Absent:
 
 
 def _scrub_key(key: str) -> str:
-    return _MARKER_RE.sub(_EMBEDDED_MARKER_TEXT, key)
+    return MARKER_RE.sub(_EMBEDDED_MARKER_TEXT, key)
 
 
 def _mask_pair(

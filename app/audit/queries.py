@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, and_, func, or_, select, tuple_
+from sqlalchemy import ColumnElement, Integer, and_, func, or_, select, text, tuple_
 from sqlalchemy import delete as sa_delete
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from app.audit.intake import QuarantineRow, conflict_row
 from app.audit.models import AuditEvent, FileCheckpoint, PollCheckpoint, QuarantinedItem
@@ -246,6 +246,11 @@ async def timeline(
         return rows, None
     last = rows[f.limit - 1]
     return rows[: f.limit], Cursor(stage_at=last.stage_at, id=last.id).encode()
+
+
+async def ping(connection: AsyncConnection) -> None:
+    """Raise unless the database answers."""
+    await connection.execute(text("SELECT 1"))
 
 
 async def get_event(session: AsyncSession, event_id: int) -> AuditEvent:

@@ -13,7 +13,8 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-MARKER_RE = re.compile(r"^\[redacted:hmac-sha256:[0-9a-f]{32}\]$")
+# Matched with fullmatch (a whole value) or search/sub (inside a longer string).
+MARKER_RE = re.compile(r"\[redacted:hmac-sha256:[0-9a-f]{32}\]")
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 _SECRET_FIELDS = ("data", "stringData")
 # JSON-pointer prefixes of secret values inside a JSON patch on a Secret.

@@ -20,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from app.audit.models import AuditEvent
 from app.errors import InvalidFilter
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -262,3 +263,46 @@ class IngestResult(BaseModel):
     stored: int
     duplicates: int
     quarantined: int
+
+
+def event_out(row: AuditEvent) -> AuditEventOut:
+    """The listing shape of a stored event."""
+    return AuditEventOut(**event_fields(row))
+
+
+def event_fields(row: AuditEvent) -> dict[str, object]:
+    """The columns of a stored event as the API and the dashboard show them."""
+    impersonated = (
+        UserOut(username=row.impersonated_user, groups=row.impersonated_groups)
+        if row.impersonated_user is not None or row.impersonated_groups
+        else None
+    )
+    return {
+        "id": row.id,
+        "cluster": row.cluster,
+        "audit_id": row.audit_id,
+        "stage": row.stage,
+        "level": row.level,
+        "verb": row.verb,
+        "request_uri": row.request_uri,
+        "api_group": row.api_group,
+        "api_version": row.api_version,
+        "resource": row.resource,
+        "subresource": row.subresource,
+        "namespace": row.namespace,
+        "name": row.name,
+        "user": UserOut(username=row.username, uid=row.user_uid, groups=row.user_groups),
+        "impersonated_user": impersonated,
+        "source_ips": row.source_ips,
+        "user_agent": row.user_agent,
+        "response_code": row.response_code,
+        "response_status": row.response_status,
+        "response_reason": row.response_reason,
+        "response_message": row.response_message,
+        "authz_decision": row.authz_decision,
+        "authz_reason": row.authz_reason,
+        "requested_at": row.requested_at,
+        "stage_at": row.stage_at,
+        "source": row.source,
+        "url": f"/api/v1/events/{row.id}",
+    }

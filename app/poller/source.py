@@ -60,7 +60,6 @@ class Page:
     hits: list[dict[str, Any]]
     search_after: list[Any] | None
     last_time_ms: int | None
-    skipped_indices: tuple[str, ...] = ()
 
 
 @dataclass
@@ -224,18 +223,18 @@ class EsSource:
         result = response.body
         if result.get("pit_id"):
             snap.pit_id = result["pit_id"]
-        skipped = await self._check_failures(result.get("_shards", {}).get("failures", []))
+        await self._check_failures(result.get("_shards", {}).get("failures", []))
         hits: list[dict[str, Any]] = result.get("hits", {}).get("hits", [])
         if not hits:
-            return Page([], None, None, skipped)
+            return Page([], None, None)
         last_sort = hits[-1].get("sort")
         last_time = last_sort[0] if last_sort and isinstance(last_sort[0], int) else None
-        return Page(hits, last_sort, last_time, skipped)
+        return Page(hits, last_sort, last_time)
 
-    async def _check_failures(self, failures: Sequence[dict[str, Any]]) -> tuple[str, ...]:
+    async def _check_failures(self, failures: Sequence[dict[str, Any]]) -> None:
         """Accept failures of deleted or incompatible indices; raise for anything else."""
         if not failures:
-            return ()
+            return
         incompatible, other = classify_failures(failures)
         for index in sorted(other):
             try:
@@ -248,7 +247,6 @@ class EsSource:
             logger.info("poller.index_deleted", extra={"index": index})
         for index in sorted(incompatible):
             logger.error("poller.index_incompatible", extra={"index": index})
-        return tuple(sorted(incompatible))
 
 
 def _describe(exc: Exception) -> str:

@@ -11,12 +11,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from app.api.router import event_out
-from app.audit.diff import BodyKind, SideBySideDiff, classify_body, render_json_patch, side_by_side
+from app.audit.diff import (
+    BodyKind,
+    SideBySideDiff,
+    classify_body,
+    render_json_patch,
+    render_version,
+    side_by_side,
+)
 from app.audit.models import AuditEvent
 from app.audit.normalize import reconstruct_event
 from app.audit.queries import ObjectKey, is_version, object_key
-from app.audit.schemas import CHANGE_VERBS, AuditEventOut
+from app.audit.schemas import CHANGE_VERBS, AuditEventOut, event_out
 from app.web.templating import path_segment
 
 # Bodies larger than this (as compact JSON) are not diffed: the raw tab still shows them.
@@ -57,10 +63,6 @@ class DiffView:
     diff: SideBySideDiff | None
     patch_lines: tuple[str, ...] = ()
     is_too_large: bool = False
-
-    @property
-    def is_one_sided(self) -> bool:
-        return self.diff is not None and (self.diff.left.is_missing or self.diff.right.is_missing)
 
 
 @dataclass(frozen=True)
@@ -245,7 +247,7 @@ def history_entries(
                 note, diff = "No change to the stored version.", None
         else:
             note = "Read: no change."
-        lines = side_by_side(None, version).right.lines if version is not None else ()
+        lines = render_version(version)
         entries.append(HistoryEntry(event_row(row), diff, note, lines))
     entries.reverse()
     return entries

@@ -23,6 +23,7 @@ from app.audit.diff import (
     classify_body,
     mask_redactions,
     render_json_patch,
+    render_version,
     render_yaml_lines,
     side_by_side,
     split_changed_line,
@@ -772,3 +773,14 @@ def test_columns_reproduce_both_renderings_for_random_pairs(
                     assert all(n.kind in (RowKind.EQUAL, RowKind.FOLD) for n in neighbours)
         checked += 1
     assert checked == 150
+
+
+def test_render_version_is_the_lone_side_of_a_diff() -> None:
+    body = {
+        "kind": "Secret",
+        "metadata": {"name": "s", "resourceVersion": "7", "uid": "u"},
+        "data": {"k": "[redacted:hmac-sha256:" + "a" * 32 + "]"},
+    }
+    assert render_version(body) == side_by_side(None, body).right.lines
+    assert "resourceVersion" not in "\n".join(render_version(body))
+    assert render_version(None) == ()
