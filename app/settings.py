@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     tls_certfile: Path | None = None
     tls_keyfile: Path | None = None
     tls_client_ca: Path | None = None
+    # Or: serve with a self-signed CA + server certificate kept in data_dir/tls/ (created on
+    # first use, reused after), for these names/IPs (default localhost and loopback + HOST).
+    tls_self_signed: bool = False
+    tls_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     # Reading: "token=role,..." (viewer, exporter, admin) or a token file. With neither these
     # nor an auth proxy, the UI and API are open only on a loopback bind.
@@ -106,7 +110,7 @@ class Settings(BaseSettings):
     # Back-off while Elasticsearch or PostgreSQL is down: 1 s, doubling up to this.
     es_backoff_max: timedelta = timedelta(seconds=60)
 
-    @field_validator("redact_paths", "es_url", "auth_proxy_addresses", mode="before")
+    @field_validator("redact_paths", "es_url", "auth_proxy_addresses", "tls_hosts", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
@@ -151,6 +155,10 @@ class Settings(BaseSettings):
         if (self.tls_client_ca or self.tls_keyfile) and not self.tls_certfile:
             raise ValueError(
                 "AUDIT_TIMELINE_TLS_CLIENT_CA and _TLS_KEYFILE need AUDIT_TIMELINE_TLS_CERTFILE"
+            )
+        if self.tls_self_signed and self.tls_certfile:
+            raise ValueError(
+                "AUDIT_TIMELINE_TLS_SELF_SIGNED and _TLS_CERTFILE exclude each other: pick one"
             )
         return self
 

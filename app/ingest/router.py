@@ -23,6 +23,31 @@ logger = logging.getLogger(__name__)
 router = APIRouter(tags=["ingest"])
 
 SOURCE = "webhook"
+# metav1.StatusReason for the codes /ingest answers with.
+_STATUS_REASONS = {
+    400: "BadRequest",
+    401: "Unauthorized",
+    403: "Forbidden",
+    413: "RequestEntityTooLarge",
+    415: "UnsupportedMediaType",
+    422: "Invalid",
+    503: "ServiceUnavailable",
+}
+
+
+def kubernetes_status(status_code: int, message: str) -> dict[str, object]:
+    """Fields that make an error body also a Kubernetes `Status`: client-go (kube-apiserver's
+    webhook backend) then reports `message` in the API server's log instead of a generic
+    "the server has asked for the client to provide credentials"."""
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": _STATUS_REASONS.get(status_code, ""),
+        "code": status_code,
+    }
 
 
 async def read_body(request: Request, limit: int) -> bytes:
