@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -163,7 +164,7 @@ def _load_server(directory: Path, ca_cert: x509.Certificate, now: datetime) -> l
         )
         cert.verify_directly_issued_by(ca_cert)
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except (OSError, ValueError, TypeError, x509.ExtensionNotFound):
+    except (OSError, ValueError, TypeError, InvalidSignature, x509.ExtensionNotFound):
         return None
     if key.public_key() != cert.public_key() or cert.not_valid_after_utc - now < RENEW_BEFORE:
         return None
