@@ -100,6 +100,14 @@ def test_an_unreadable_ca_is_never_replaced_silently(tmp_path: Path) -> None:
     assert (directory / "ca.key").read_text() == "not a key"
 
 
+def test_self_signed_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AUDIT_TIMELINE_TLS_SELF_SIGNED", "true")
+    monkeypatch.setenv("AUDIT_TIMELINE_TLS_HOSTS", "audit.example, 10.0.0.5")
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.tls_self_signed is True
+    assert settings.tls_hosts == ["audit.example", "10.0.0.5"]
+
+
 def test_self_signed_and_a_certificate_file_exclude_each_other(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="exclude each other"):
         Settings(_env_file=None, tls_self_signed=True, tls_certfile=tmp_path / "c.pem")  # type: ignore[call-arg]
