@@ -33,6 +33,7 @@ from app.redaction_key import make_redactor
 from tests.builders import audit_event, secret_event
 from tests.conftest import TEST_REDACTION_KEY, make_settings, query_all
 from tests.go_webhook_client import finish_client, start_client, write_kubeconfig
+from tests.ingest.test_tls_client_certs import free_port
 from tests.pg import TestPostgres
 
 pytestmark = pytest.mark.webhook_client
@@ -40,12 +41,6 @@ pytestmark = pytest.mark.webhook_client
 TOKEN = "webhook-client-token"
 CLUSTER = "kind-east"
 BATCH = 400  # kube-apiserver's --audit-webhook-batch-max-size default, as the client uses
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Server:
@@ -76,6 +71,11 @@ class Server:
     @property
     def ca(self) -> Path:
         return self.data_dir / "tls" / "ca.crt"
+
+    def kubeconfig(self, path: Path) -> Path:
+        """The webhook kubeconfig a user writes for this server (the CA only for https)."""
+        ca = self.ca if self.scheme == "https" else None
+        return write_kubeconfig(path, server=f"{self.url}/ingest", token=TOKEN, ca=ca)
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -322,12 +322,7 @@ def test_events_over_https_with_a_token_arrive_once_and_json_equal(
     tls_server: Server, client_database_url: str, tmp_path: Path
 ) -> None:
     events, secrets = realistic_stream(3000)
-    kubeconfig = write_kubeconfig(
-        tmp_path / "webhook.kubeconfig",
-        server=f"{tls_server.url}/ingest",
-        token=TOKEN,
-        ca=tls_server.ca,
-    )
+    kubeconfig = tls_server.kubeconfig(tmp_path / "webhook.kubeconfig")
     started = time.monotonic()
     run = finish_client(start_client(kubeconfig, write_events(tmp_path / "events.jsonl", events)))
     elapsed = time.monotonic() - started
@@ -361,12 +356,7 @@ def test_a_database_outage_mid_stream_loses_and_doubles_nothing(
     tmp_path: Path,
 ) -> None:
     events, _ = realistic_stream(2000)
-    kubeconfig = write_kubeconfig(
-        tmp_path / "webhook.kubeconfig",
-        server=f"{tls_server.url}/ingest",
-        token=TOKEN,
-        ca=tls_server.ca,
-    )
+    kubeconfig = tls_server.kubeconfig(tmp_path / "webhook.kubeconfig")
     # 1,000 events/s: a batch of 400 every 0.4 s for 4 s. The retry backoff starts at 1 s
     # instead of kube-apiserver's 10 s to keep the test short (the server's Retry-After is 1 s
     # too); batching, buffer and throttle are kube-apiserver's defaults.
@@ -406,12 +396,7 @@ def test_over_http_the_client_sends_no_token_and_the_server_says_why(
     http_server: Server, client_database_url: str, tmp_path: Path
 ) -> None:
     events, _ = realistic_stream(50)
-    kubeconfig = write_kubeconfig(
-        tmp_path / "webhook.kubeconfig",
-        server=f"{http_server.url}/ingest",
-        token=TOKEN,
-        ca=None,
-    )
+    kubeconfig = http_server.kubeconfig(tmp_path / "webhook.kubeconfig")
     # Backoff from 0.2 s instead of 10 s: the client gives up after its 5 tries in ~2 s.
     run = finish_client(
         start_client(
