@@ -7,6 +7,7 @@ are configured with TLS_CERTFILE/TLS_KEYFILE instead and never touched here.
 
 from __future__ import annotations
 
+import fcntl
 import ipaddress
 import os
 import re
@@ -84,17 +85,22 @@ def ensure_self_signed(directory: Path, hosts: Sequence[str]) -> SelfSignedTls:
     the directory 0700."""
     wanted = list(dict.fromkeys([*(check_host(h) for h in hosts), *DEFAULT_HOSTS]))
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    now = datetime.now(UTC)
-    ca_key, ca_cert, ca_state = _load_or_create_ca(directory, now)
-    current = _load_server(directory, ca_cert, now)
-    if current is not None and set(wanted) <= set(current):
-        return SelfSignedTls(directory, tuple(current), ca_state, "reused")
-    names = list(dict.fromkeys([*(current or []), *wanted]))
-    existed = (directory / "server.crt").exists()
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = _server_certificate(key, ca_key, ca_cert, names, now)
-    _write(directory / "server.key", _key_pem(key), private=True)
-    _write(directory / "server.crt", cert.public_bytes(serialization.Encoding.PEM), private=False)
+    directory.chmod(0o700)
+    # Replicas sharing DATA_DIR may start at once: one creates, the others then reuse.
+    with (directory / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        now = datetime.now(UTC)
+        ca_key, ca_cert, ca_state = _load_or_create_ca(directory, now)
+        current = _load_server(directory, ca_cert, now)
+        if current is not None and set(wanted) <= set(current):
+            return SelfSignedTls(directory, tuple(current), ca_state, "reused")
+        names = list(dict.fromkeys([*(current or []), *wanted]))
+        existed = (directory / "server.crt").exists()
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = _server_certificate(key, ca_key, ca_cert, names, now)
+        _write(directory / "server.key", _key_pem(key), private=True)
+        pem = cert.public_bytes(serialization.Encoding.PEM)
+        _write(directory / "server.crt", pem, private=False)
     return SelfSignedTls(directory, tuple(names), ca_state, "reissued" if existed else "created")
 
 

@@ -129,3 +129,15 @@ def test_cli_tls_init_prints_the_ca_for_the_kubeconfig(tmp_path: Path) -> None:
     )
     assert bad.returncode == 2
     assert "neither an IP address nor a DNS name" in bad.stderr
+
+
+def test_concurrent_inits_share_one_ca(tmp_path: Path) -> None:
+    env = {**os.environ, "AUDIT_TIMELINE_DATA_DIR": str(tmp_path / "data")}
+    command = [sys.executable, "-m", "app.cli", "tls", "init", "--host", "audit.example"]
+    processes = [
+        subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True) for _ in range(4)
+    ]
+    outputs = [p.communicate(timeout=60)[0] for p in processes]
+    assert [p.returncode for p in processes] == [0, 0, 0, 0]
+    assert sum("CA created" in out for out in outputs) == 1
+    handshake(tmp_path / "data" / "tls", "audit.example")
