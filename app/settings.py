@@ -152,9 +152,13 @@ class Settings(BaseSettings):
                 raise ValueError(
                     f"AUDIT_TIMELINE_AUTH_PROXY_ADDRESSES: {address[:60]!r} is no IP or network"
                 ) from None
-        if (self.tls_client_ca or self.tls_keyfile) and not self.tls_certfile:
+        has_certificate = self.tls_certfile or self.tls_self_signed
+        if (self.tls_client_ca and not has_certificate) or (
+            self.tls_keyfile and not self.tls_certfile
+        ):
             raise ValueError(
                 "AUDIT_TIMELINE_TLS_CLIENT_CA and _TLS_KEYFILE need AUDIT_TIMELINE_TLS_CERTFILE"
+                " (the client CA also works with _TLS_SELF_SIGNED)"
             )
         if self.tls_self_signed and self.tls_certfile:
             raise ValueError(

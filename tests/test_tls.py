@@ -106,6 +106,9 @@ def test_self_signed_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
     assert settings.tls_self_signed is True
     assert settings.tls_hosts == ["audit.example", "10.0.0.5"]
+    # Client certificates (TLS_CLIENT_CA) work with the self-signed server certificate too.
+    with_client_ca = Settings(_env_file=None, tls_client_ca=tmp_path / "clients.pem")  # type: ignore[call-arg]
+    assert with_client_ca.tls_client_ca == tmp_path / "clients.pem"
 
 
 def test_self_signed_and_a_certificate_file_exclude_each_other(tmp_path: Path) -> None:
