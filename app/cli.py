@@ -69,7 +69,44 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument(
         "--older-than", type=_days, required=True, metavar="DAYS", help="age in days, e.g. 90"
     )
+    _add_webhook_config_parser(sub)
     return parser
+
+
+def _add_webhook_config_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from app.webhook_config import FORMATS
+
+    hook = sub.add_parser(
+        "webhook-config",
+        help="print what a kube-apiserver needs to send its audit webhook here",
+        description="Print the webhook kubeconfig, the kube-apiserver audit flags, the"
+        " static-pod mounts or a kubeadm ClusterConfiguration for one cluster, from this"
+        " configuration (the cluster's token comes from AUDIT_TIMELINE_INGEST_TOKENS).",
+    )
+    hook.add_argument("--cluster", type=_cluster, required=True, help="cluster name")
+    hook.add_argument(
+        "--server-url",
+        required=True,
+        metavar="URL",
+        help="https://HOST[:PORT]/ingest as the kube-apiserver reaches it",
+    )
+    creds = hook.add_mutually_exclusive_group()
+    creds.add_argument("--token", help="bearer token (default: the cluster's INGEST_TOKENS entry)")
+    creds.add_argument("--client-cert", type=Path, metavar="FILE", help="client certificate PEM")
+    hook.add_argument("--client-key", type=Path, metavar="FILE", help="its private key PEM")
+    hook.add_argument(
+        "--ca",
+        type=Path,
+        metavar="FILE",
+        help="CA bundle of the server certificate (default: DATA_DIR/tls/ca.crt if it exists)",
+    )
+    hook.add_argument(
+        "--host-dir",
+        default="/etc/kubernetes/audit",
+        metavar="DIR",
+        help="directory on the control-plane nodes for the kubeconfig and policy",
+    )
+    hook.add_argument("--format", choices=FORMATS, default="kubeconfig", dest="output")
 
 
 def _days(value: str) -> int:
@@ -100,6 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "poll": _poll,
         "migrate": _migrate,
         "prune": _prune,
+        "webhook-config": _webhook_config,
     }
     return handler[args.command](settings, args)
 
@@ -110,6 +148,13 @@ def _database_url(settings: Settings) -> str:
 
     if settings.database_url is not None:
         url = settings.database_url.get_secret_value()
+    elif settings.require_database_url:
+        raise SystemExit(
+            "audit-timeline: AUDIT_TIMELINE_DATABASE_URL is not set, and"
+            " AUDIT_TIMELINE_REQUIRE_DATABASE_URL is true (as in the container image and the"
+            " Helm chart): refusing to start a throw-away embedded PostgreSQL. Set the URL of"
+            " your PostgreSQL (e.g. the key AUDIT_TIMELINE_DATABASE_URL in the Secret)."
+        )
     else:
         url = start_embedded_postgres(settings.data_dir)
     upgrade_to_head(url)
@@ -260,6 +305,29 @@ async def _run_import(settings: Settings, args: argparse.Namespace, url: str) ->
     print(  # noqa: T201
         f"stored {result.stored}, duplicates {result.duplicates}, quarantined {result.quarantined}"
     )
+    return 0
+
+
+def _webhook_config(settings: Settings, args: argparse.Namespace) -> int:
+    from pathlib import PurePosixPath
+
+    from app.webhook_config import WebhookConfigError, build_webhook_config, render
+
+    try:
+        config = build_webhook_config(
+            settings,
+            cluster=args.cluster,
+            server_url=args.server_url,
+            token=args.token,
+            client_cert=args.client_cert,
+            client_key=args.client_key,
+            ca=args.ca,
+            host_dir=PurePosixPath(args.host_dir),
+        )
+    except WebhookConfigError as exc:
+        print(f"audit-timeline webhook-config: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
+    sys.stdout.write(render(config, args.output))
     return 0
 
 
