@@ -28,6 +28,7 @@ BODY_MARGIN_BYTES = 512 * 1024
 VOLUME_NAME = "audit-timeline"
 KUBECONFIG_FILE = "webhook-kubeconfig.yaml"
 POLICY_FILE = "audit-policy.yaml"
+DEFAULT_HOST_DIR = PurePosixPath("/etc/kubernetes/audit")
 
 
 class WebhookConfigError(ValueError):
@@ -69,7 +70,7 @@ def build_webhook_config(
     client_cert: Path | None = None,
     client_key: Path | None = None,
     ca: Path | None = None,
-    host_dir: PurePosixPath = PurePosixPath("/etc/kubernetes/audit"),
+    host_dir: PurePosixPath = DEFAULT_HOST_DIR,
 ) -> WebhookConfig:
     """Check the inputs against the settings and return what the formats render."""
     _check_server_url(server_url)
@@ -182,6 +183,7 @@ def kubeconfig(config: WebhookConfig) -> dict[str, Any]:
     if config.ca_pem is not None:
         cluster["certificate-authority-data"] = _b64(config.ca_pem)
     user: dict[str, Any] = {}
+    user_name = f"kube-apiserver-{config.cluster}"
     creds = config.credentials
     if creds.token is not None:
         user["token"] = creds.token
@@ -192,12 +194,9 @@ def kubeconfig(config: WebhookConfig) -> dict[str, Any]:
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [{"name": "audit-timeline", "cluster": cluster}],
-        "users": [{"name": f"kube-apiserver-{config.cluster}", "user": user}],
+        "users": [{"name": user_name, "user": user}],
         "contexts": [
-            {
-                "name": "audit-timeline",
-                "context": {"cluster": "audit-timeline", "user": f"kube-apiserver-{config.cluster}"},
-            }
+            {"name": "audit-timeline", "context": {"cluster": "audit-timeline", "user": user_name}}
         ],
         "current-context": "audit-timeline",
     }
@@ -287,8 +286,10 @@ def render(config: WebhookConfig, output: Format) -> str:
     if output == "static-pod":
         head = "# Add to /etc/kubernetes/manifests/kube-apiserver.yaml (merge, do not replace).\n"
         return head + where + _dump(static_pod(config))
-    return "# kubeadm: merge into your ClusterConfiguration.\n" + where + _dump(
-        kubeadm_cluster_configuration(config)
+    return (
+        "# kubeadm: merge into your ClusterConfiguration.\n"
+        + where
+        + _dump(kubeadm_cluster_configuration(config))
     )
 
 
