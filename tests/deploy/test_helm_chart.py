@@ -1,0 +1,229 @@
+"""The Helm chart: `helm lint`, `helm template`, every rendered object valid against the
+Kubernetes API schemas (kubernetes-validate, strict), and the behaviour the values promise.
+
+helm is built from its Go module by scripts/install-helm (run by `scripts/setup --test`).
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+import yaml
+
+from app.main import create_app
+from app.migrate import upgrade_to_head
+from tests.builders import audit_event, event_list
+from tests.conftest import make_settings
+from tests.deploy.kube import (
+    PROJECT,
+    check_app_deployment,
+    env_names,
+    unknown_settings,
+    validate_api_objects,
+)
+from tests.pg import TestPostgres
+
+pytestmark = pytest.mark.deploy
+
+HELM = PROJECT / ".cache" / "bin" / "helm"
+CHART = PROJECT / "deploy" / "helm" / "audit-timeline"
+MINIMAL = CHART / "ci" / "minimal-values.yaml"
+FULL = CHART / "ci" / "full-values.yaml"
+
+
+def helm(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    assert HELM.is_file(), "helm is missing: run scripts/install-helm (scripts/setup --test does)"
+    return subprocess.run(
+        [str(HELM), *map(str, args)], capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def render(*values: Path, sets: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    args: list[str | Path] = ["template", "at", CHART, "--namespace", "audit"]
+    for path in values:
+        args += ["--values", path]
+    for item in sets:
+        args += ["--set", item]
+    result = helm(*args)
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def by_kind(documents: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    kinds = [doc["kind"] for doc in documents]
+    assert len(kinds) == len(set(kinds)), kinds
+    return {doc["kind"]: doc for doc in documents}
+
+
+@pytest.mark.parametrize("values", [MINIMAL, FULL], ids=["minimal", "full"])
+def test_helm_lint(values: Path) -> None:
+    result = helm("lint", "--strict", CHART, "--values", values)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 chart(s) failed" in result.stdout
+
+
+def test_minimal_install_renders_valid_objects() -> None:
+    documents = render(MINIMAL)
+    assert sorted(validate_api_objects(documents)) == [
+        "Deployment",
+        "PodDisruptionBudget",
+        "Secret",
+        "Service",
+        "ServiceAccount",
+    ]
+    objects = by_kind(documents)
+    check_app_deployment(objects["Deployment"])
+    secret = objects["Secret"]
+    assert set(secret["stringData"]) == {
+        "AUDIT_TIMELINE_DATABASE_URL",
+        "AUDIT_TIMELINE_REDACTION_KEY",
+        "AUDIT_TIMELINE_INGEST_TOKENS",
+    }
+    app = objects["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    env = env_names(app)
+    for key in secret["stringData"]:
+        assert env[key]["valueFrom"]["secretKeyRef"] == {
+            "name": secret["metadata"]["name"],
+            "key": key,
+            **({"optional": True} if "TOKENS" in key else {}),
+        }
+    assert not unknown_settings(yaml.safe_dump_all(documents))
+    # The pods roll when the Secret the chart made changes.
+    assert objects["Deployment"]["spec"]["template"]["metadata"]["annotations"]["checksum/secret"]
+    assert objects["Service"]["spec"]["ports"] == [
+        {"name": "http", "port": 8000, "targetPort": "http", "protocol": "TCP"}
+    ]
+
+
+def test_full_install_renders_valid_objects() -> None:
+    documents = render(FULL)
+    assert sorted(validate_api_objects(documents)) == [
+        "Deployment",
+        "Ingress",
+        "PodDisruptionBudget",
+        "Service",
+        "ServiceAccount",
+    ]
+    objects = by_kind(documents)
+    assert "Secret" not in objects  # existingSecret: both Secrets are the user's
+    deployment = objects["Deployment"]
+    check_app_deployment(deployment)
+    assert not unknown_settings(yaml.safe_dump_all(documents))
+    pod = deployment["spec"]["template"]["spec"]
+    app, proxy = pod["containers"]
+    env = env_names(app)
+    assert env["AUDIT_TIMELINE_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["name"] == (
+        "audit-timeline-secrets"
+    )
+    # In-pod TLS: files from the Secret, probes over HTTPS, client certificates required.
+    assert env["AUDIT_TIMELINE_TLS_CERTFILE"]["value"] == "/etc/audit-timeline/tls/tls.crt"
+    assert env["AUDIT_TIMELINE_TLS_CLIENT_CA"]["value"] == "/etc/audit-timeline/client-ca/ca.crt"
+    assert app["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["tls"]["secret"]["secretName"] == "audit-timeline-serving-cert"
+    # oauth2-proxy beside the app: the app believes the user header only from loopback.
+    assert env["AUDIT_TIMELINE_AUTH_PROXY_ADDRESSES"]["value"] == "127.0.0.1/32"
+    assert proxy["name"] == "oauth2-proxy"
+    assert "--upstream=https://127.0.0.1:8000/" in proxy["args"]
+    assert "--email-domain=example.com" in proxy["args"]
+    assert proxy["securityContext"]["readOnlyRootFilesystem"] is True
+    proxy_env = env_names(proxy)
+    assert proxy_env["OAUTH2_PROXY_COOKIE_SECRET"]["valueFrom"]["secretKeyRef"]["name"] == (
+        "audit-timeline-oauth2-proxy"
+    )
+    assert env["AUDIT_TIMELINE_ES_URL"]["value"].startswith("https://")
+    # Ingress: TLS; machines to the app, people to the proxy.
+    ingress = objects["Ingress"]["spec"]
+    assert ingress["tls"] == [{"hosts": ["audit.example.com"], "secretName": "audit-timeline-tls"}]
+    paths = {
+        p["path"]: p["backend"]["service"]["port"]["name"]
+        for p in ingress["rules"][0]["http"]["paths"]
+    }
+    assert paths == {"/ingest": "http", "/api/": "http", "/": "ui"}
+    assert {p["name"] for p in objects["Service"]["spec"]["ports"]} == {"http", "ui"}
+    monitor = objects["ServiceMonitor"]
+    assert monitor["spec"]["endpoints"][0] | {"tlsConfig": None} == {
+        "port": "http",
+        "path": "/metrics",
+        "interval": "30s",
+        "scheme": "https",
+        "tlsConfig": None,
+    }
+    assert monitor["spec"]["selector"] == deployment["spec"]["selector"]
+    assert objects["PodDisruptionBudget"]["spec"]["selector"] == deployment["spec"]["selector"]
+
+
+@pytest.mark.parametrize(
+    ("sets", "message"),
+    [
+        ((), "set secrets.databaseUrl"),
+        (("secrets.databaseUrl=postgresql://db/x",), "set secrets.redactionKey"),
+        (("secrets.existingSecret=s", "oauth2Proxy.enabled=true"), "oauth2Proxy.enabled needs"),
+    ],
+)
+def test_install_without_required_values_fails_with_a_reason(
+    sets: tuple[str, ...], message: str
+) -> None:
+    args: list[str | Path] = ["template", "at", CHART]
+    for item in sets:
+        args += ["--set", item]
+    result = helm(*args)
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_replicas_and_switches() -> None:
+    documents = render(
+        MINIMAL,
+        sets=("replicaCount=4", "podDisruptionBudget.enabled=false", "migrations.enabled=false"),
+    )
+    objects = by_kind(documents)
+    assert "PodDisruptionBudget" not in objects
+    assert objects["Deployment"]["spec"]["replicas"] == 4
+    assert "initContainers" not in objects["Deployment"]["spec"]["template"]["spec"]
+
+
+@pytest.fixture
+def probe_database_url(stoppable_postgres: TestPostgres) -> str:
+    url = stoppable_postgres.create_database("audit_timeline_probe")
+    upgrade_to_head(url)
+    return url
+
+
+@pytest_asyncio.fixture
+async def down_app(probe_database_url: str, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    url = probe_database_url
+    app = create_app(make_settings(url, tmp_path, ingest_tokens="probe-token=c1"))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            yield client
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_chart_probes_keep_the_503_visible_while_the_database_is_down(
+    stoppable_postgres: TestPostgres, down_app: httpx.AsyncClient
+) -> None:
+    app = by_kind(render(MINIMAL))["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    stoppable_postgres.stop()
+    try:
+        ready = await down_app.get(app["readinessProbe"]["httpGet"]["path"])
+        alive = await down_app.get(app["livenessProbe"]["httpGet"]["path"])
+        posted = await down_app.post(
+            "/ingest",
+            json=event_list([audit_event()]),
+            headers={"Authorization": "Bearer probe-token"},
+            timeout=30,
+        )
+    finally:
+        stoppable_postgres.start()
+    # The pod stays an endpoint, so kube-apiserver reaches it and is told to retry.
+    assert (ready.status_code, alive.status_code) == (200, 200)
+    assert posted.status_code == 503
+    assert int(posted.headers["Retry-After"]) > 0
