@@ -193,24 +193,41 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     from app.main import create_app
+    from app.startup import access_sentence, listen_urls
 
+    is_embedded = settings.database_url is None
     url = _database_url(settings)
     settings = settings.model_copy(update={"database_url": SecretStr(url)})
     if args.demo:
         asyncio.run(_load_demo(settings, url))
-    if not settings.is_loopback and not settings.ingest_tokens:
-        logger.warning("serve.open_ingest_refused", extra={"host": settings.host})
-    scheme = "https" if settings.tls_certfile else "http"
-    print(f"audit-timeline: open {scheme}://{settings.host}:{settings.port}/", flush=True)  # noqa: T201
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        proxy_headers=False,
-        **_tls_options(settings),
-    )
+    print(f"audit-timeline: open {' or '.join(listen_urls(settings))}", flush=True)  # noqa: T201
+    print(f"audit-timeline: {access_sentence(settings)}", flush=True)  # noqa: T201
+    try:
+        uvicorn.run(
+            create_app(settings),
+            host=settings.host,
+            port=settings.port,
+            log_config=None,
+            proxy_headers=False,
+            **_tls_options(settings),
+        )
+    finally:
+        if is_embedded:
+            _stop_embedded(settings)
     return 0
+
+
+def _stop_embedded(settings: Settings) -> None:
+    from app.embedded_db import stop_embedded_postgres
+
+    others = stop_embedded_postgres(settings.data_dir)
+    where = settings.data_dir / "postgres"
+    if others:
+        pids = ", ".join(map(str, others))
+        message = f"the embedded PostgreSQL keeps running for audit-timeline process {pids}"
+    else:
+        message = f"stopped the embedded PostgreSQL (its data stays in {where})"
+    print(f"audit-timeline: {message}", flush=True)  # noqa: T201
 
 
 def _tls_options(settings: Settings) -> dict[str, Any]:
@@ -231,28 +248,27 @@ async def _load_demo(settings: Settings, url: str) -> None:
     from app.demo import fixture_files, generate_events
     from app.ingest.file_import import import_files
     from app.redaction_key import make_redactor
+    from app.startup import demo_summary, quiet_demo_loading
 
     engine = make_engine(url)
     redactor = make_redactor(settings)
     files = fixture_files(settings.demo_fixtures_dir)
     try:
-        if files:
-            result = await import_files(
-                make_sessionmaker(engine), files, cluster="demo", redactor=redactor
-            )
-        else:
-            with tempfile.TemporaryDirectory() as tmp:
-                sample = Path(tmp) / "generated-sample.jsonl"
-                sample.write_text("".join(json.dumps(e) + "\n" for e in generate_events(600)))
+        with quiet_demo_loading():
+            if files:
                 result = await import_files(
-                    make_sessionmaker(engine), [sample], cluster="demo", redactor=redactor
+                    make_sessionmaker(engine), files, cluster="demo", redactor=redactor
                 )
+            else:
+                with tempfile.TemporaryDirectory() as tmp:
+                    sample = Path(tmp) / "generated-sample.jsonl"
+                    sample.write_text("".join(json.dumps(e) + "\n" for e in generate_events(600)))
+                    result = await import_files(
+                        make_sessionmaker(engine), [sample], cluster="demo", redactor=redactor
+                    )
     finally:
         await engine.dispose()
-    logger.info(
-        "demo.loaded",
-        extra={"files": len(files) or "generated", "stored": result.stored},
-    )
+    print(demo_summary(result, files=len(files)), flush=True)  # noqa: T201
 
 
 def _import(settings: Settings, args: argparse.Namespace) -> int:
