@@ -348,7 +348,7 @@ def _webhook_config(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _poll(settings: Settings, args: argparse.Namespace) -> int:
-    from app.poller.__main__ import poll
+    from app.poller.process import poll
 
     if not settings.es_url:
         print("audit-timeline poll: set AUDIT_TIMELINE_ES_URL", file=sys.stderr)  # noqa: T201
