@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -239,3 +242,21 @@ def test_cluster_without_token(env: Path, capsys: pytest.CaptureFixture[str]) ->
     assert (code, out) == (2, "")
     assert "no token for cluster 'dev'" in err
     assert "'<long random token>=dev'" in err
+
+
+def test_ca_from_stdin_as_the_chart_notes_say(env: Path, tmp_path: Path) -> None:
+    """`kubectl exec -i ... webhook-config ... --ca /dev/stdin < ca.crt` (NOTES.txt, README)."""
+    ca_pem, _ = make_cert("private CA", is_ca=True)
+    cli = str(Path(sys.executable).parent / "audit-timeline")
+    result = subprocess.run(
+        [cli, "webhook-config", "--cluster", "prod", "--server-url", URL, "--ca", "/dev/stdin"],
+        input=ca_pem,
+        capture_output=True,
+        env=dict(os.environ),
+        cwd=tmp_path,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    cluster = yaml.safe_load(result.stdout)["clusters"][0]["cluster"]
+    assert base64.b64decode(cluster["certificate-authority-data"]) == ca_pem
