@@ -6,6 +6,7 @@ helm is built from its Go module by scripts/install-helm (run by `scripts/setup 
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -227,3 +228,29 @@ async def test_chart_probes_keep_the_503_visible_while_the_database_is_down(
     assert (ready.status_code, alive.status_code) == (200, 200)
     assert posted.status_code == 503
     assert int(posted.headers["Retry-After"]) > 0
+
+
+def test_readme_install_command_renders() -> None:
+    """The `helm install` of the README, as `helm template`: valid objects, nothing to edit."""
+    readme = (PROJECT / "README.md").read_text()
+    block = readme.split("```sh\nhelm install ", 1)[1].split("```", 1)[0]
+    words = shlex.split(block.replace("\\\n", " "))
+    assert words[:2] == ["audit-timeline", "deploy/helm/audit-timeline"]
+    args = [a for a in words[2:] if a != "--create-namespace"]
+    # $(openssl ...) stays literal here: any string does for rendering.
+    result = helm("template", words[0], PROJECT / words[1], *args)
+    assert result.returncode == 0, result.stderr
+    documents = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    objects = by_kind(documents)
+    assert sorted(validate_api_objects(documents)) == sorted(
+        ["Deployment", "Ingress", "PodDisruptionBudget", "Secret", "Service", "ServiceAccount"]
+    )
+    check_app_deployment(objects["Deployment"])
+    assert objects["Ingress"]["spec"]["rules"][0]["host"] == "audit.example.com"
+    # The README's next step execs into this Deployment's app container.
+    name = objects["Deployment"]["metadata"]["name"]
+    assert f"exec deploy/{name} -c app -- audit-timeline webhook-config" in readme
+    assert [c["name"] for c in objects["Deployment"]["spec"]["template"]["spec"]["containers"]] == [
+        "app"
+    ]
+    assert objects["Secret"]["stringData"]["AUDIT_TIMELINE_INGEST_TOKENS"].endswith("=prod-eu-1")
