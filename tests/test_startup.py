@@ -135,3 +135,21 @@ def test_serve_demo_is_quiet_and_stops_its_embedded_postgres(
         f"audit-timeline: stopped the embedded PostgreSQL (its data stays in {where})\n"
     ), output
     assert not (where / "postmaster.pid").exists()
+
+
+@pytest.mark.parametrize("command", [["serve"], ["migrate"], ["poll", "--once"]])
+def test_replica_without_database_url_refuses_to_start(tmp_path: Path, command: list[str]) -> None:
+    """As the image, the chart and deploy/kubernetes run it: no throw-away embedded database."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUDIT_TIMELINE_")}
+    env.update(
+        AUDIT_TIMELINE_REQUIRE_DATABASE_URL="true",
+        AUDIT_TIMELINE_DATA_DIR=str(tmp_path / "data"),
+        AUDIT_TIMELINE_ES_URL="http://127.0.0.1:9",
+    )
+    result = subprocess.run(
+        [CLI, *command], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 1
+    assert "AUDIT_TIMELINE_DATABASE_URL is not set" in result.stderr
+    assert "refusing to start a throw-away embedded PostgreSQL" in result.stderr
+    assert not (tmp_path / "data" / "postgres").exists()
