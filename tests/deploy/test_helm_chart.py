@@ -8,25 +8,25 @@ from __future__ import annotations
 
 import shlex
 import subprocess
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import pytest_asyncio
 import yaml
 
-from app.main import create_app
-from app.migrate import upgrade_to_head
-from tests.builders import audit_event, event_list
-from tests.conftest import make_settings
+from tests.builders import audit_event
 from tests.deploy.kube import (
     PROJECT,
     check_app_deployment,
     env_names,
     unknown_settings,
     validate_api_objects,
+)
+from tests.ingest.test_database_down import (  # noqa: F401 - fixtures used by name
+    down_client,
+    down_database_url,
+    post_batch,
 )
 from tests.pg import TestPostgres
 
@@ -190,38 +190,17 @@ def test_replicas_and_switches() -> None:
     assert "initContainers" not in objects["Deployment"]["spec"]["template"]["spec"]
 
 
-@pytest.fixture
-def probe_database_url(stoppable_postgres: TestPostgres) -> str:
-    url = stoppable_postgres.create_database("audit_timeline_probe")
-    upgrade_to_head(url)
-    return url
-
-
-@pytest_asyncio.fixture
-async def down_app(probe_database_url: str, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    url = probe_database_url
-    app = create_app(make_settings(url, tmp_path, ingest_tokens="probe-token=c1"))
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            yield client
-
-
 @pytest.mark.asyncio(loop_scope="session")
 async def test_chart_probes_keep_the_503_visible_while_the_database_is_down(
-    stoppable_postgres: TestPostgres, down_app: httpx.AsyncClient
+    stoppable_postgres: TestPostgres,
+    down_client: httpx.AsyncClient,  # noqa: F811 - the fixture imported above
 ) -> None:
     app = by_kind(render(MINIMAL))["Deployment"]["spec"]["template"]["spec"]["containers"][0]
     stoppable_postgres.stop()
     try:
-        ready = await down_app.get(app["readinessProbe"]["httpGet"]["path"])
-        alive = await down_app.get(app["livenessProbe"]["httpGet"]["path"])
-        posted = await down_app.post(
-            "/ingest",
-            json=event_list([audit_event()]),
-            headers={"Authorization": "Bearer probe-token"},
-            timeout=30,
-        )
+        ready = await down_client.get(app["readinessProbe"]["httpGet"]["path"])
+        alive = await down_client.get(app["livenessProbe"]["httpGet"]["path"])
+        posted = await post_batch(down_client, [audit_event()])
     finally:
         stoppable_postgres.start()
     # The pod stays an endpoint, so kube-apiserver reaches it and is told to retry.
