@@ -47,7 +47,7 @@ def env_names(container: dict[str, Any]) -> dict[str, Any]:
     return {e["name"]: e for e in container.get("env", [])}
 
 
-def check_app_deployment(deployment: dict[str, Any]) -> None:
+def check_app_deployment(deployment: dict[str, Any], *, tcp_probes: bool = False) -> None:
     """Replicas, migrations, probes, resources and security of the app's Deployment."""
     assert deployment["spec"]["replicas"] >= 2
     pod = deployment["spec"]["template"]["spec"]
@@ -70,6 +70,10 @@ def check_app_deployment(deployment: dict[str, Any]) -> None:
         # A read-only root filesystem: everything written goes to mounted volumes.
         mounts = {m["mountPath"] for m in container["volumeMounts"]}
         assert {"/tmp", env["AUDIT_TIMELINE_DATA_DIR"]["value"]} <= mounts
+    if tcp_probes:
+        # Client certificates required: the kubelet cannot finish a TLS handshake.
+        assert app["livenessProbe"]["tcpSocket"] == app["readinessProbe"]["tcpSocket"]
+        return
     assert app["livenessProbe"]["httpGet"]["path"] == "/healthz"
     # /readyz is 503 while PostgreSQL is down; as readiness it would hide that 503 from senders.
     assert app["readinessProbe"]["httpGet"]["path"] == "/healthz"

@@ -36,6 +36,7 @@ HELM = PROJECT / ".cache" / "bin" / "helm"
 CHART = PROJECT / "deploy" / "helm" / "audit-timeline"
 MINIMAL = CHART / "ci" / "minimal-values.yaml"
 FULL = CHART / "ci" / "full-values.yaml"
+CLIENT_CERTS = CHART / "ci" / "client-certs-values.yaml"
 
 
 def helm(*args: str | Path) -> subprocess.CompletedProcess[str]:
@@ -62,7 +63,9 @@ def by_kind(documents: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {doc["kind"]: doc for doc in documents}
 
 
-@pytest.mark.parametrize("values", [MINIMAL, FULL], ids=["minimal", "full"])
+@pytest.mark.parametrize(
+    "values", [MINIMAL, FULL, CLIENT_CERTS], ids=["minimal", "full", "client-certs"]
+)
 def test_helm_lint(values: Path) -> None:
     result = helm("lint", "--strict", CHART, "--values", values)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -124,7 +127,7 @@ def test_full_install_renders_valid_objects() -> None:
     )
     # In-pod TLS: files from the Secret, probes over HTTPS, client certificates required.
     assert env["AUDIT_TIMELINE_TLS_CERTFILE"]["value"] == "/etc/audit-timeline/tls/tls.crt"
-    assert env["AUDIT_TIMELINE_TLS_CLIENT_CA"]["value"] == "/etc/audit-timeline/client-ca/ca.crt"
+    assert "AUDIT_TIMELINE_TLS_CLIENT_CA" not in env
     assert app["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["tls"]["secret"]["secretName"] == "audit-timeline-serving-cert"
@@ -160,12 +163,41 @@ def test_full_install_renders_valid_objects() -> None:
     assert objects["PodDisruptionBudget"]["spec"]["selector"] == deployment["spec"]["selector"]
 
 
+def test_client_certificates_install() -> None:
+    documents = render(CLIENT_CERTS)
+    assert sorted(validate_api_objects(documents)) == [
+        "Deployment",
+        "PodDisruptionBudget",
+        "Service",
+        "ServiceAccount",
+    ]
+    objects = by_kind(documents)
+    check_app_deployment(objects["Deployment"], tcp_probes=True)
+    pod = objects["Deployment"]["spec"]["template"]["spec"]
+    env = env_names(pod["containers"][0])
+    assert env["AUDIT_TIMELINE_TLS_CLIENT_CA"]["value"] == "/etc/audit-timeline/client-ca/ca.crt"
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["client-ca"]["secret"]["secretName"] == "audit-timeline-client-ca"
+    assert objects["Service"]["spec"]["type"] == "LoadBalancer"
+    assert objects["Service"]["spec"]["ports"][0]["port"] == 443
+
+
 @pytest.mark.parametrize(
     ("sets", "message"),
     [
         ((), "set secrets.databaseUrl"),
         (("secrets.databaseUrl=postgresql://db/x",), "set secrets.redactionKey"),
         (("secrets.existingSecret=s", "oauth2Proxy.enabled=true"), "oauth2Proxy.enabled needs"),
+        (
+            (
+                "secrets.existingSecret=s",
+                "oauth2Proxy.enabled=true",
+                "oauth2Proxy.existingSecret=p",
+                "tls.secretName=t",
+                "tls.clientCaSecret=c",
+            ),
+            "do not go together",
+        ),
     ],
 )
 def test_install_without_required_values_fails_with_a_reason(
