@@ -31,7 +31,6 @@ RUN python -m pip uninstall --quiet --yes pip setuptools wheel \
     && mkdir /data && chown 10001:10001 /data
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
-COPY --from=build /app/pyproject.toml ./
 COPY app ./app
 COPY migrations ./migrations
 COPY templates ./templates
