@@ -241,6 +241,13 @@ async def test_chart_probes_keep_the_503_visible_while_the_database_is_down(
     assert int(posted.headers["Retry-After"]) > 0
 
 
+def test_cert_manager_annotation_as_the_readme_sets_it() -> None:
+    sets = ("ingress.enabled=true", "ingress.annotations.cert-manager\\.io/cluster-issuer=le")
+    ingress = by_kind(render(MINIMAL, sets=sets))["Ingress"]
+    assert ingress["metadata"]["annotations"] == {"cert-manager.io/cluster-issuer": "le"}
+    assert ingress["spec"]["tls"][0]["secretName"] == "audit-timeline-tls"
+
+
 def test_readme_install_command_renders() -> None:
     """The `helm install` of the README, as `helm template`: valid objects, nothing to edit."""
     readme = (PROJECT / "README.md").read_text()
