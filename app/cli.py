@@ -90,9 +90,13 @@ def _add_webhook_config_parser(sub: argparse._SubParsersAction[argparse.Argument
         metavar="URL",
         help="https://HOST[:PORT]/ingest as the kube-apiserver reaches it",
     )
-    creds = hook.add_mutually_exclusive_group()
-    creds.add_argument("--token", help="bearer token (default: the cluster's INGEST_TOKENS entry)")
-    creds.add_argument("--client-cert", type=Path, metavar="FILE", help="client certificate PEM")
+    hook.add_argument("--token", help="bearer token (default: the cluster's INGEST_TOKENS entry)")
+    hook.add_argument(
+        "--client-cert",
+        type=Path,
+        metavar="FILE",
+        help="client certificate PEM, besides the token (when TLS_CLIENT_CA is set)",
+    )
     hook.add_argument("--client-key", type=Path, metavar="FILE", help="its private key PEM")
     hook.add_argument(
         "--ca",

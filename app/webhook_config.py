@@ -120,20 +120,20 @@ def _credentials(
     client_cert: Path | None,
     client_key: Path | None,
 ) -> Credentials:
+    # The bearer token names the cluster even when a client certificate is required as well
+    # (TLS_CLIENT_CA guards the connection, INGEST_TOKENS map the sender to its cluster).
+    cert = key = None
     if client_cert is not None or client_key is not None:
-        if token is not None:
-            raise WebhookConfigError("give either --token or --client-cert/--client-key")
         if client_cert is None or client_key is None:
             raise WebhookConfigError("--client-cert and --client-key go together")
         if settings.tls_client_ca is None:
             raise WebhookConfigError(
-                "a client certificate is accepted only when AUDIT_TIMELINE_TLS_CLIENT_CA is set"
+                "a client certificate is asked for only when AUDIT_TIMELINE_TLS_CLIENT_CA is set"
             )
         cert = _read_pem_certificates(client_cert, "--client-cert")
         key = _read_file(client_key, "--client-key")
         if b"PRIVATE KEY-----" not in key:
             raise WebhookConfigError("--client-key holds no PEM private key")
-        return Credentials(client_cert_pem=cert, client_key_pem=key)
     tokens = settings.ingest_token_map()
     if token is not None:
         owner = tokens.get(token)
@@ -146,15 +146,14 @@ def _credentials(
                 f"--token belongs to cluster {owner!r} in AUDIT_TIMELINE_INGEST_TOKENS, not"
                 f" {cluster!r}: its events would be filed under {owner!r}"
             )
-        return Credentials(token=token)
+        return Credentials(token=token, client_cert_pem=cert, client_key_pem=key)
     mine = [t for t, name in tokens.items() if name == cluster]
     if not mine:
         raise WebhookConfigError(
             f"AUDIT_TIMELINE_INGEST_TOKENS has no token for cluster {cluster!r}: add"
-            f" '<long random token>={cluster}' there (and restart), or pass --token or"
-            " --client-cert/--client-key"
+            f" '<long random token>={cluster}' there (and restart), or pass --token"
         )
-    return Credentials(token=mine[0])
+    return Credentials(token=mine[0], client_cert_pem=cert, client_key_pem=key)
 
 
 def _read_file(path: Path, option: str) -> bytes:

@@ -114,7 +114,7 @@ def test_explicit_ca_wins_and_no_ca_means_system_roots(
     assert base64.b64decode(data) == ca_pem
 
 
-def test_client_certificate_instead_of_token(
+def test_client_certificate_besides_the_token(
     env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     cert_pem, key_pem = make_cert("kube-apiserver", is_ca=False)
@@ -133,7 +133,9 @@ def test_client_certificate_instead_of_token(
     code, out, err = run(capsys, "--cluster", "prod", "--server-url", URL, *args)
     assert (code, err) == (0, "")
     user = yaml.safe_load(out)["users"][0]["user"]
+    # The server maps the sender to its cluster by the token (tests/ingest/test_tls_client_certs).
     assert user == {
+        "token": TOKEN,
         "client-certificate-data": base64.b64encode(cert_pem).decode(),
         "client-key-data": base64.b64encode(key_pem).decode(),
     }
