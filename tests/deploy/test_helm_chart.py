@@ -63,6 +63,22 @@ def by_kind(documents: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {doc["kind"]: doc for doc in documents}
 
 
+def render_checked(
+    *values: Path, validated: set[str], sets: tuple[str, ...] = (), tcp_probes: bool = False
+) -> dict[str, dict[str, Any]]:
+    """Render; every API object valid (strict) and exactly the kinds validated; the app's
+    Deployment checked; every setting name real. Returns the objects by kind."""
+    documents = render(*values, sets=sets)
+    assert sorted(validate_api_objects(documents)) == sorted(validated)
+    assert not unknown_settings(yaml.safe_dump_all(documents))
+    objects = by_kind(documents)
+    check_app_deployment(objects["Deployment"], tcp_probes=tcp_probes)
+    return objects
+
+
+COMMON_KINDS = {"Deployment", "PodDisruptionBudget", "Service", "ServiceAccount"}
+
+
 @pytest.mark.parametrize(
     "values", [MINIMAL, FULL, CLIENT_CERTS], ids=["minimal", "full", "client-certs"]
 )
@@ -73,16 +89,7 @@ def test_helm_lint(values: Path) -> None:
 
 
 def test_minimal_install_renders_valid_objects() -> None:
-    documents = render(MINIMAL)
-    assert sorted(validate_api_objects(documents)) == [
-        "Deployment",
-        "PodDisruptionBudget",
-        "Secret",
-        "Service",
-        "ServiceAccount",
-    ]
-    objects = by_kind(documents)
-    check_app_deployment(objects["Deployment"])
+    objects = render_checked(MINIMAL, validated=COMMON_KINDS | {"Secret"})
     secret = objects["Secret"]
     assert set(secret["stringData"]) == {
         "AUDIT_TIMELINE_DATABASE_URL",
@@ -97,7 +104,6 @@ def test_minimal_install_renders_valid_objects() -> None:
             "key": key,
             **({"optional": True} if "TOKENS" in key else {}),
         }
-    assert not unknown_settings(yaml.safe_dump_all(documents))
     # The pods roll when the Secret the chart made changes.
     assert objects["Deployment"]["spec"]["template"]["metadata"]["annotations"]["checksum/secret"]
     assert objects["Service"]["spec"]["ports"] == [
@@ -106,19 +112,9 @@ def test_minimal_install_renders_valid_objects() -> None:
 
 
 def test_full_install_renders_valid_objects() -> None:
-    documents = render(FULL)
-    assert sorted(validate_api_objects(documents)) == [
-        "Deployment",
-        "Ingress",
-        "PodDisruptionBudget",
-        "Service",
-        "ServiceAccount",
-    ]
-    objects = by_kind(documents)
+    objects = render_checked(FULL, validated=COMMON_KINDS | {"Ingress"})
     assert "Secret" not in objects  # existingSecret: both Secrets are the user's
     deployment = objects["Deployment"]
-    check_app_deployment(deployment)
-    assert not unknown_settings(yaml.safe_dump_all(documents))
     pod = deployment["spec"]["template"]["spec"]
     app, proxy = pod["containers"]
     env = env_names(app)
@@ -164,15 +160,7 @@ def test_full_install_renders_valid_objects() -> None:
 
 
 def test_client_certificates_install() -> None:
-    documents = render(CLIENT_CERTS)
-    assert sorted(validate_api_objects(documents)) == [
-        "Deployment",
-        "PodDisruptionBudget",
-        "Service",
-        "ServiceAccount",
-    ]
-    objects = by_kind(documents)
-    check_app_deployment(objects["Deployment"], tcp_probes=True)
+    objects = render_checked(CLIENT_CERTS, validated=COMMON_KINDS, tcp_probes=True)
     pod = objects["Deployment"]["spec"]["template"]["spec"]
     env = env_names(pod["containers"][0])
     assert env["AUDIT_TIMELINE_TLS_CLIENT_CA"]["value"] == "/etc/audit-timeline/client-ca/ca.crt"
