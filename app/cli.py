@@ -97,7 +97,48 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument(
         "--older-than", type=_days, required=True, metavar="DAYS", help="age in days, e.g. 90"
     )
+    _add_webhook_config_parser(sub)
     return parser
+
+
+def _add_webhook_config_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from app.webhook_config import FORMATS
+
+    hook = sub.add_parser(
+        "webhook-config",
+        help="print what a kube-apiserver needs to send its audit webhook here",
+        description="Print the webhook kubeconfig, the kube-apiserver audit flags, the"
+        " static-pod mounts or a kubeadm ClusterConfiguration for one cluster, from this"
+        " configuration (the cluster's token comes from AUDIT_TIMELINE_INGEST_TOKENS).",
+    )
+    hook.add_argument("--cluster", type=_cluster, required=True, help="cluster name")
+    hook.add_argument(
+        "--server-url",
+        required=True,
+        metavar="URL",
+        help="https://HOST[:PORT]/ingest as the kube-apiserver reaches it",
+    )
+    hook.add_argument("--token", help="bearer token (default: the cluster's INGEST_TOKENS entry)")
+    hook.add_argument(
+        "--client-cert",
+        type=Path,
+        metavar="FILE",
+        help="client certificate PEM, besides the token (when TLS_CLIENT_CA is set)",
+    )
+    hook.add_argument("--client-key", type=Path, metavar="FILE", help="its private key PEM")
+    hook.add_argument(
+        "--ca",
+        type=Path,
+        metavar="FILE",
+        help="CA bundle of the server certificate (default: DATA_DIR/tls/ca.crt if it exists)",
+    )
+    hook.add_argument(
+        "--host-dir",
+        default="/etc/kubernetes/audit",
+        metavar="DIR",
+        help="directory on the control-plane nodes for the kubeconfig and policy",
+    )
+    hook.add_argument("--format", choices=FORMATS, default="kubeconfig", dest="output")
 
 
 def _days(value: str) -> int:
@@ -133,6 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "migrate": _migrate,
         "prune": _prune,
         "tls": _tls_init,
+        "webhook-config": _webhook_config,
     }
     return handler[args.command](settings, args)
 
@@ -143,6 +185,13 @@ def _database_url(settings: Settings) -> str:
 
     if settings.database_url is not None:
         url = settings.database_url.get_secret_value()
+    elif settings.require_database_url:
+        raise SystemExit(
+            "audit-timeline: AUDIT_TIMELINE_DATABASE_URL is not set, and"
+            " AUDIT_TIMELINE_REQUIRE_DATABASE_URL is true (as in the container image and the"
+            " Helm chart): refusing to start a throw-away embedded PostgreSQL. Set the URL of"
+            " your PostgreSQL (e.g. the key AUDIT_TIMELINE_DATABASE_URL in the Secret)."
+        )
     else:
         url = start_embedded_postgres(settings.data_dir)
     upgrade_to_head(url)
@@ -181,13 +230,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     from app.main import create_app
+    from app.startup import access_sentence, listen_urls
 
-    url = _database_url(settings)
-    settings = settings.model_copy(update={"database_url": SecretStr(url)})
-    if args.demo:
-        asyncio.run(_load_demo(settings, url))
-    if not settings.is_loopback and not settings.ingest_tokens:
-        logger.warning("serve.open_ingest_refused", extra={"host": settings.host})
     if settings.tls_self_signed:
         tls = _self_signed(settings, settings.tls_hosts or _default_tls_hosts(settings))
         if tls is None:
@@ -195,17 +239,39 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         settings = settings.model_copy(
             update={"tls_certfile": tls.server_cert, "tls_keyfile": tls.server_key}
         )
-    scheme = "https" if settings.tls_certfile else "http"
-    print(f"audit-timeline: open {scheme}://{settings.host}:{settings.port}/", flush=True)  # noqa: T201
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        proxy_headers=False,
-        **_tls_options(settings),
-    )
+    is_embedded = settings.database_url is None
+    url = _database_url(settings)
+    settings = settings.model_copy(update={"database_url": SecretStr(url)})
+    if args.demo:
+        asyncio.run(_load_demo(settings, url))
+    print(f"audit-timeline: open {' or '.join(listen_urls(settings))}", flush=True)  # noqa: T201
+    print(f"audit-timeline: {access_sentence(settings)}", flush=True)  # noqa: T201
+    try:
+        uvicorn.run(
+            create_app(settings),
+            host=settings.host,
+            port=settings.port,
+            log_config=None,
+            proxy_headers=False,
+            **_tls_options(settings),
+        )
+    finally:
+        if is_embedded:
+            _stop_embedded(settings)
     return 0
+
+
+def _stop_embedded(settings: Settings) -> None:
+    from app.embedded_db import stop_embedded_postgres
+
+    others = stop_embedded_postgres(settings.data_dir)
+    where = settings.data_dir / "postgres"
+    if others:
+        pids = ", ".join(map(str, others))
+        message = f"the embedded PostgreSQL keeps running for audit-timeline process {pids}"
+    else:
+        message = f"stopped the embedded PostgreSQL (its data stays in {where})"
+    print(f"audit-timeline: {message}", flush=True)  # noqa: T201
 
 
 def _default_tls_hosts(settings: Settings) -> list[str]:
@@ -257,28 +323,27 @@ async def _load_demo(settings: Settings, url: str) -> None:
     from app.demo import fixture_files, generate_events
     from app.ingest.file_import import import_files
     from app.redaction_key import make_redactor
+    from app.startup import demo_summary, quiet_demo_loading
 
     engine = make_engine(url)
     redactor = make_redactor(settings)
     files = fixture_files(settings.demo_fixtures_dir)
     try:
-        if files:
-            result = await import_files(
-                make_sessionmaker(engine), files, cluster="demo", redactor=redactor
-            )
-        else:
-            with tempfile.TemporaryDirectory() as tmp:
-                sample = Path(tmp) / "generated-sample.jsonl"
-                sample.write_text("".join(json.dumps(e) + "\n" for e in generate_events(600)))
+        with quiet_demo_loading():
+            if files:
                 result = await import_files(
-                    make_sessionmaker(engine), [sample], cluster="demo", redactor=redactor
+                    make_sessionmaker(engine), files, cluster="demo", redactor=redactor
                 )
+            else:
+                with tempfile.TemporaryDirectory() as tmp:
+                    sample = Path(tmp) / "generated-sample.jsonl"
+                    sample.write_text("".join(json.dumps(e) + "\n" for e in generate_events(600)))
+                    result = await import_files(
+                        make_sessionmaker(engine), [sample], cluster="demo", redactor=redactor
+                    )
     finally:
         await engine.dispose()
-    logger.info(
-        "demo.loaded",
-        extra={"files": len(files) or "generated", "stored": result.stored},
-    )
+    print(demo_summary(result, files=len(files)), flush=True)  # noqa: T201
 
 
 def _import(settings: Settings, args: argparse.Namespace) -> int:
@@ -334,8 +399,31 @@ async def _run_import(settings: Settings, args: argparse.Namespace, url: str) ->
     return 0
 
 
+def _webhook_config(settings: Settings, args: argparse.Namespace) -> int:
+    from pathlib import PurePosixPath
+
+    from app.webhook_config import WebhookConfigError, build_webhook_config, render
+
+    try:
+        config = build_webhook_config(
+            settings,
+            cluster=args.cluster,
+            server_url=args.server_url,
+            token=args.token,
+            client_cert=args.client_cert,
+            client_key=args.client_key,
+            ca=args.ca,
+            host_dir=PurePosixPath(args.host_dir),
+        )
+    except WebhookConfigError as exc:
+        print(f"audit-timeline webhook-config: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
+    sys.stdout.write(render(config, args.output))
+    return 0
+
+
 def _poll(settings: Settings, args: argparse.Namespace) -> int:
-    from app.poller.__main__ import poll
+    from app.poller.process import poll
 
     if not settings.es_url:
         print("audit-timeline poll: set AUDIT_TIMELINE_ES_URL", file=sys.stderr)  # noqa: T201

