@@ -5,12 +5,13 @@ Parses and renders only; the SQL lives in app/audit/queries.py.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.background import BackgroundTask
 
@@ -30,6 +31,8 @@ from app.audit.schemas import (
     event_out,
 )
 from app.db import SessionDep
+
+logger = logging.getLogger(__name__)
 
 router = APIRouter(tags=["events"])
 quarantine_router = APIRouter(tags=["quarantine"])
@@ -183,6 +186,7 @@ async def list_quarantined(
             error=row.error,
             received_at=row.received_at,
             is_redacted=row.is_redacted,
+            is_sealed=row.raw_sealed is not None,
             size=len(row.raw),
             raw=row.raw[:QUARANTINE_PREVIEW_BYTES].decode("utf-8", "replace"),
         )
@@ -190,3 +194,26 @@ async def list_quarantined(
     ]
     next_cursor = str(rows[limit - 1].id) if len(rows) > limit else None
     return QuarantinePage(items=items, next_cursor=next_cursor)
+
+
+@quarantine_router.get(
+    "/{item_id}/raw",
+    summary="The bytes as received, decrypted if they were kept sealed (admin only)",
+    response_class=Response,
+    responses={200: {"content": {"application/octet-stream": {}}}},
+)
+async def quarantined_raw(
+    request: Request, session: SessionDep, item_id: Annotated[int, Path(ge=1, le=2**63 - 1)]
+) -> Response:
+    row = await queries.get_quarantined(session, item_id)
+    data = row.raw
+    if row.raw_sealed is not None:
+        data = request.app.state.redactor.sealer.open(row.raw_sealed)
+    logger.warning(
+        "quarantine.raw_revealed", extra={"item": item_id, "is_sealed": row.raw_sealed is not None}
+    )
+    return Response(
+        data,
+        media_type="application/octet-stream",
+        headers={"Content-Disposition": f'attachment; filename="quarantined-{item_id}.bin"'},
+    )

@@ -1,0 +1,127 @@
+"""A maximum batch of invalid items must not stall the server: /healthz latency while one is
+being stored, against its idle latency in the same run, through the real CLI under uvicorn."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import TEST_REDACTION_KEY, query_all
+
+MAX_ITEMS = 50_000  # the default AUDIT_TIMELINE_INGEST_MAX_ITEMS
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def served(database_url: str, tmp_path: Path) -> Iterator[str]:
+    """`audit-timeline serve` in its own process on a free loopback port."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "AUDIT_TIMELINE_DATABASE_URL": database_url,
+        "AUDIT_TIMELINE_DATA_DIR": str(tmp_path / "data"),
+        "AUDIT_TIMELINE_REDACTION_KEY": TEST_REDACTION_KEY,
+        "AUDIT_TIMELINE_PORT": str(port),
+        "AUDIT_TIMELINE_LOG_LEVEL": "WARNING",
+    }
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "app.cli", "serve"], env=env,
+                                stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def healthz_latencies(http: httpx.Client, *, count: int | None = None,
+                      until: threading.Event | None = None) -> list[float]:  # fmt: skip
+    latencies: list[float] = []
+    while (count is not None and len(latencies) < count) or (until and not until.is_set()):
+        started = time.perf_counter()
+        assert http.get("/healthz").status_code == 200
+        latencies.append(time.perf_counter() - started)
+        time.sleep(0.01)
+    return latencies
+
+
+def invalid_batch() -> bytes:
+    """MAX_ITEMS distinct items that parse but are no audit Event (each goes to quarantine)."""
+    items = [{"kind": "Event", "stage": "ResponseComplete", "note": f"no auditID {i}"}
+             for i in range(MAX_ITEMS)]  # fmt: skip
+    body = {"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "items": items}
+    return json.dumps(body).encode()
+
+
+def test_healthz_stays_fast_during_a_maximum_batch(served: str, database_url: str) -> None:
+    body = invalid_batch()
+    with httpx.Client(base_url=served, timeout=120) as http:
+        healthz_latencies(http, count=20)  # warm up connections and code paths
+        idle = healthz_latencies(http, count=100)
+        done = threading.Event()
+        result: dict[str, object] = {}
+
+        def post_batch() -> None:
+            with httpx.Client(base_url=served, timeout=300) as poster:
+                started = time.perf_counter()
+                response = poster.post(
+                    "/ingest", content=body, headers={"content-type": "application/json"}
+                )
+                result["seconds"] = time.perf_counter() - started
+                result["status"] = response.status_code
+                result["body"] = response.json()
+            done.set()
+
+        sender = threading.Thread(target=post_batch)
+        sender.start()
+        during = healthz_latencies(http, until=done)
+        sender.join()
+    assert result["status"] == 200, result
+    assert result["body"] == {"stored": 0, "duplicates": 0, "quarantined": MAX_ITEMS}
+    count = query_all(database_url, "SELECT count(*) FROM quarantined_item")[0][0]
+    assert count == MAX_ITEMS
+    idle_p99, during_p99 = percentile(idle, 0.99), percentile(during, 0.99)
+    figures = {
+        "batch_seconds": round(float(result["seconds"]), 2),  # type: ignore[arg-type]
+        "idle_p50_ms": round(percentile(idle, 0.5) * 1000, 1),
+        "idle_p99_ms": round(idle_p99 * 1000, 1),
+        "during_p50_ms": round(percentile(during, 0.5) * 1000, 1),
+        "during_p99_ms": round(during_p99 * 1000, 1),
+        "during_max_ms": round(max(during) * 1000, 1),
+        "samples_during": len(during),
+    }
+    # Shown with `pytest -s` (the figures of the closing note).
+    sys.stdout.write(f"max-batch healthz latency: {json.dumps(figures)}\n")
+    assert during_p99 < max(10 * idle_p99, 0.2), figures
