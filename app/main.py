@@ -27,6 +27,7 @@ from app.metrics import Metrics
 from app.poller.task import PollerTask, start_poller
 from app.redaction_key import make_redactor
 from app.settings import Settings
+from app.web.hosts import HostOriginMiddleware, HostPolicy
 from app.web.htmx import render_error, wants_html
 from app.web.router import router as web_router
 from app.web.security import SecurityHeadersMiddleware
@@ -76,6 +77,8 @@ def create_app(settings: Settings) -> FastAPI:
     # static/vendor/ is filled by scripts/vendor-assets (htmx from the pinned npm package).
     app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")
     app.add_middleware(SecurityHeadersMiddleware)
+    hosts = HostPolicy(settings.allowed_hosts, is_loopback_bind=settings.is_loopback)
+    app.add_middleware(HostOriginMiddleware, policy=hosts)
     _add_probes(app)
     _add_error_handlers(app)
     return app

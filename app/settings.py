@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     auth_proxy_addresses: Annotated[list[str], NoDecode] = Field(default_factory=list)
     auth_proxy_header: str = "X-Forwarded-User"
     auth_proxy_role: Literal["viewer", "exporter", "admin"] = "exporter"
+    # Host names the app answers to (`*.example.com` for subdomains, `*` for any). Empty: only
+    # loopback names on a loopback bind (no DNS rebinding), any name elsewhere.
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     # "token=cluster,token2=cluster2", or a path to a file with one token=cluster per line.
     ingest_tokens: SecretStr | None = None
@@ -106,7 +109,9 @@ class Settings(BaseSettings):
     # Back-off while Elasticsearch or PostgreSQL is down: 1 s, doubling up to this.
     es_backoff_max: timedelta = timedelta(seconds=60)
 
-    @field_validator("redact_paths", "es_url", "auth_proxy_addresses", mode="before")
+    @field_validator(
+        "redact_paths", "es_url", "auth_proxy_addresses", "allowed_hosts", mode="before"
+    )
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Request
 from app.audit import queries
 from app.audit.intake import PreparedBatch, prepare_batch
 from app.audit.schemas import IngestResult
-from app.errors import PayloadTooLarge, UnsupportedEncoding
+from app.errors import PayloadTooLarge, UnsupportedEncoding, UnsupportedMediaType
 from app.ingest.auth import authenticate_ingest
 from app.ingest.decode import gunzip, split_body
 
@@ -23,6 +23,27 @@ logger = logging.getLogger(__name__)
 router = APIRouter(tags=["ingest"])
 
 SOURCE = "webhook"
+# What kube-apiserver (application/json), fluent-bit (application/json) and fluentd
+# (application/x-ndjson) send. Anything else is refused: a web page can post text/plain,
+# form data or no type at all without a CORS preflight, and must not forge events.
+CONTENT_TYPES = (
+    "application/json",
+    "application/x-ndjson",
+    "application/ndjson",
+    "application/jsonl",
+)
+
+
+def check_content_type(request: Request) -> None:
+    """Raise UnsupportedMediaType unless the body is declared as JSON or NDJSON."""
+    declared = request.headers.get("content-type", "")
+    media_type = declared.partition(";")[0].strip().lower()
+    if media_type not in CONTENT_TYPES:
+        shown = repr(declared[:60]) if declared else "missing"
+        raise UnsupportedMediaType(
+            f"Content-Type {shown} is not accepted: send one of {', '.join(CONTENT_TYPES)}"
+            " (gzip as Content-Encoding)"
+        )
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -48,6 +69,7 @@ async def read_body(request: Request, limit: int) -> bytes:
         400: {"description": "The body is no EventList, Event, array or NDJSON"},
         401: {"description": "Missing or unknown bearer token"},
         413: {"description": "Body larger than AUDIT_TIMELINE_INGEST_MAX_BODY_BYTES"},
+        415: {"description": "Content-Type not JSON/NDJSON, or Content-Encoding not gzip"},
         503: {"description": "Database unavailable: retry after Retry-After seconds"},
     },
 )
@@ -56,6 +78,7 @@ async def ingest(
 ) -> IngestResult:
     state = request.app.state
     started = time.perf_counter()
+    check_content_type(request)
     limit = state.settings.ingest_max_body_bytes
     body = await read_body(request, limit)
     encoding = request.headers.get("content-encoding", "").strip().lower()

@@ -67,7 +67,7 @@ async def spy(app: FastAPI) -> TemplateSpy:
 @pytest_asyncio.fixture
 async def web(spy: TemplateSpy) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=spy)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
         yield http
 
 
