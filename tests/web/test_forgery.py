@@ -11,22 +11,17 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from playwright.sync_api import sync_playwright
 
 from app.main import create_app
-from app.migrate import upgrade_to_head
 from tests.builders import audit_event
 from tests.conftest import make_settings, query_all
-from tests.pg import TestPostgres
-from tests.web.conftest import free_port
 from tests.web.test_browser import CHROMIUM, CHROMIUM_ARGS
 
 FORGED = "forged-by-a-web-page"
@@ -50,32 +45,6 @@ Promise.allSettled([
     headers: {{"Content-Type": "application/x-www-form-urlencoded"}}, body}}),
 ]).then(() => {{ document.title = "sent"; document.getElementById("f").submit(); }});
 </script></body></html>"""
-
-
-@pytest.fixture(scope="module")
-def open_server(postgres: TestPostgres, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
-    tuple[str, str]
-]:  # fmt: skip
-    """The app in its open mode (loopback bind, no tokens) under uvicorn, with its database."""
-    database_url = postgres.create_database("audit_timeline_forgery")
-    upgrade_to_head(database_url)
-    settings = make_settings(database_url, tmp_path_factory.mktemp("forgery"))
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "server did not start"
-        assert thread.is_alive(), "server stopped"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}", database_url
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 @pytest.fixture(scope="module")
