@@ -33,7 +33,12 @@ def slashed_events() -> list[dict[str, object]]:
                    "apiVersion": "v3", "name": "ops/deny-all"}  # fmt: skip
     return [
         audit_event(verb="create", objectRef=ref),
-        audit_event(verb="delete", objectRef=ref),
+        audit_event(
+            verb="delete",
+            objectRef=ref,
+            requestReceivedTimestamp="2026-11-20T11:00:00.000001Z",
+            stageTimestamp="2026-11-20T11:00:00.004000Z",
+        ),
         audit_event(verb="create", objectRef=cluster_ref),
     ]
 
