@@ -17,6 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.access import AccessPolicy, require
+from app.api.docs import router as docs_router
 from app.api.router import quarantine_router
 from app.api.router import router as events_router
 from app.audit import queries
@@ -61,6 +62,9 @@ def create_app(settings: Settings) -> FastAPI:
         summary="Kubernetes API-server audit events as a resource-change timeline",
         version="0.1.0",
         lifespan=lifespan,
+        # /docs is served from our own static files (app/api/docs.py); ReDoc would need a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.metrics = Metrics()
@@ -74,6 +78,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(events_router, prefix="/events", dependencies=viewer)
     app.include_router(quarantine_router, prefix="/api/v1/quarantine", dependencies=admin)
     app.include_router(web_router, dependencies=viewer)
+    app.include_router(docs_router)
     # static/vendor/ is filled by scripts/vendor-assets (htmx from the pinned npm package).
     app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")
     app.add_middleware(SecurityHeadersMiddleware)
@@ -89,7 +94,12 @@ def _add_probes(app: FastAPI) -> None:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["probes"], summary="The database answers")
+    @app.get(
+        "/readyz",
+        tags=["probes"],
+        summary="The database answers",
+        responses={503: {"description": "The database is down, or the poller failed for good"}},
+    )
     async def readyz(request: Request) -> JSONResponse:
         try:
             async with request.app.state.engine.connect() as conn:

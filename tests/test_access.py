@@ -33,7 +33,9 @@ async def make_client(database_url: str, tmp_path: Path) -> AsyncIterator[Any]:
         context = app.router.lifespan_context(app)
         await context.__aenter__()
         apps.append(context)
-        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost")
+        client = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://localhost"
+        )
         apps.append(client)
         return client
 

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.background import BackgroundTask
 
 from app.access import require
+from app.api.openapi import error_responses
 from app.audit import queries
 from app.audit.export import CSV_HEADER, csv_header, csv_row, export_filename, ndjson_row
 from app.audit.normalize import reconstruct_event
@@ -34,8 +35,8 @@ from app.db import SessionDep
 
 logger = logging.getLogger(__name__)
 
-router = APIRouter(tags=["events"])
-quarantine_router = APIRouter(tags=["quarantine"])
+router = APIRouter(tags=["events"], responses=error_responses(400, 401, 403, 422, 503))
+quarantine_router = APIRouter(tags=["quarantine"], responses=error_responses(401, 403, 422, 503))
 QUARANTINE_PREVIEW_BYTES = 4096
 
 _EXPORT_CHUNK_ROWS = 500
@@ -146,7 +147,7 @@ async def _export_response(
     "/{event_id}",
     summary="One event with its bodies",
     response_model=AuditEventDetail,
-    responses={404: {"description": "No event with this id"}},
+    responses=error_responses(404),
 )
 async def get_event(
     event_id: Annotated[int, Path(ge=1, le=2**63 - 1)], session: SessionDep
@@ -200,7 +201,7 @@ async def list_quarantined(
     "/{item_id}/raw",
     summary="The bytes as received, decrypted if they were kept sealed (admin only)",
     response_class=Response,
-    responses={200: {"content": {"application/octet-stream": {}}}},
+    responses={200: {"content": {"application/octet-stream": {}}}, **error_responses(404)},
 )
 async def quarantined_raw(
     request: Request, session: SessionDep, item_id: Annotated[int, Path(ge=1, le=2**63 - 1)]

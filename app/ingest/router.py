@@ -12,6 +12,7 @@ from typing import Annotated
 import anyio
 from fastapi import APIRouter, Depends, Request
 
+from app.api.openapi import error_responses
 from app.audit import queries
 from app.audit.intake import PreparedBatch, prepare_batch
 from app.audit.schemas import IngestResult
@@ -65,13 +66,7 @@ async def read_body(request: Request, limit: int) -> bytes:
     "/ingest",
     response_model=IngestResult,
     summary="Store audit events (EventList, Event, JSON array or NDJSON; gzip accepted)",
-    responses={
-        400: {"description": "The body is no EventList, Event, array or NDJSON"},
-        401: {"description": "Missing or unknown bearer token"},
-        413: {"description": "Body larger than AUDIT_TIMELINE_INGEST_MAX_BODY_BYTES"},
-        415: {"description": "Content-Type not JSON/NDJSON, or Content-Encoding not gzip"},
-        503: {"description": "Database unavailable: retry after Retry-After seconds"},
-    },
+    responses=error_responses(400, 401, 403, 413, 415, 503),
 )
 async def ingest(
     request: Request, cluster: Annotated[str, Depends(authenticate_ingest)]
