@@ -23,6 +23,7 @@ from app.api.router import router as events_router
 from app.audit import queries
 from app.db import DATABASE_DOWN_ERRORS, make_engine, make_sessionmaker
 from app.errors import AppError, SourceUnavailable
+from app.ingest.limits import IngestLimiter
 from app.ingest.router import router as ingest_router
 from app.metrics import Metrics
 from app.poller.task import PollerTask, start_poller
@@ -70,6 +71,12 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.metrics = Metrics()
     app.state.redactor = make_redactor(settings)
     app.state.ingest_tokens = settings.ingest_token_map()
+    app.state.ingest_limiter = IngestLimiter(
+        events_per_second=settings.ingest_rate_events,
+        events_burst=settings.ingest_burst_events,
+        bytes_per_second=settings.ingest_rate_bytes,
+        bytes_burst=settings.ingest_burst_bytes,
+    )
 
     app.state.access = AccessPolicy.from_settings(settings)
     viewer, admin = [Depends(require("viewer"))], [Depends(require("admin"))]

@@ -75,6 +75,13 @@ class Settings(BaseSettings):
     ingest_max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     # kube-apiserver sends at most 400 events a batch; this bounds the work one request makes.
     ingest_max_items: int = Field(default=50_000, ge=1)
+    # Per cluster (ingest token): sustained events/s and bytes/s, and the burst each may
+    # send at once (token buckets, per replica; 0 turns a limit off). The defaults stay above
+    # what one kube-apiserver sends (about 10 batches of 400 events a second).
+    ingest_rate_events: float = Field(default=5000, ge=0)
+    ingest_burst_events: int = Field(default=50_000, ge=1)
+    ingest_rate_bytes: float = Field(default=64 * 1024 * 1024, ge=0)
+    ingest_burst_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     # The answer to a webhook sender when the database is down (kube-apiserver retries).
     ingest_retry_after_seconds: int = Field(default=10, ge=1)
 

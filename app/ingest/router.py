@@ -6,11 +6,12 @@ Answers 200 only after the batch is committed; 503 + Retry-After while PostgreSQ
 from __future__ import annotations
 
 import logging
+import math
 import time
 from typing import Annotated
 
 import anyio
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, HTTPException, Request, status
 
 from app.api.openapi import error_responses
 from app.audit import queries
@@ -33,6 +34,18 @@ CONTENT_TYPES = (
     "application/ndjson",
     "application/jsonl",
 )
+
+
+def check_rate(wait: float, *, cluster: str, unit: str) -> None:
+    """Raise 429 with Retry-After when the sender has to wait."""
+    if wait > 0:
+        seconds = max(1, math.ceil(wait))
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            detail=f"cluster {cluster!r} is over its ingest rate ({unit}): retry after {seconds}"
+            " s (AUDIT_TIMELINE_INGEST_RATE_* / _BURST_* set the limits)",
+            headers={"Retry-After": str(seconds)},
+        )
 
 
 def check_content_type(request: Request) -> None:
@@ -66,7 +79,7 @@ async def read_body(request: Request, limit: int) -> bytes:
     "/ingest",
     response_model=IngestResult,
     summary="Store audit events (EventList, Event, JSON array or NDJSON; gzip accepted)",
-    responses=error_responses(400, 401, 403, 413, 415, 503),
+    responses=error_responses(400, 401, 403, 413, 415, 429, 503),
 )
 async def ingest(
     request: Request, cluster: Annotated[str, Depends(authenticate_ingest)]
@@ -76,6 +89,8 @@ async def ingest(
     check_content_type(request)
     limit = state.settings.ingest_max_body_bytes
     body = await read_body(request, limit)
+    limiter = state.ingest_limiter
+    check_rate(limiter.take_bytes(cluster, len(body)), cluster=cluster, unit="bytes")
     encoding = request.headers.get("content-encoding", "").strip().lower()
     if encoding not in ("", "identity", "gzip", "x-gzip"):
         raise UnsupportedEncoding(
@@ -94,6 +109,8 @@ async def ingest(
 
     # Parsing a 10 MiB batch is CPU work: keep the event loop free for other senders.
     batch = await anyio.to_thread.run_sync(prepare)
+    count = len(batch.events) + len(batch.quarantined)
+    check_rate(limiter.take_events(cluster, count), cluster=cluster, unit="events")
     async with state.sessionmaker.begin() as session:
         result = await queries.store_batch(
             session,
