@@ -124,7 +124,13 @@ def _add_probes(app: FastAPI) -> None:
                 return JSONResponse(body, status_code=503)
         return JSONResponse(body)
 
-    @app.get("/metrics", tags=["probes"], summary="Prometheus metrics")
+    @app.get(
+        "/metrics",
+        tags=["probes"],
+        summary="Prometheus metrics",
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    )
     async def metrics(request: Request) -> Response:
         return Response(
             generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST

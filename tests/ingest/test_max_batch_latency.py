@@ -4,9 +4,6 @@ being stored, against its idle latency in the same run, through the real CLI und
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -16,49 +13,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import TEST_REDACTION_KEY, query_all
+from tests.conftest import query_all
+from tests.served import serve
 
 MAX_ITEMS = 50_000  # the default AUDIT_TIMELINE_INGEST_MAX_ITEMS
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def served(database_url: str, tmp_path: Path) -> Iterator[str]:
-    """`audit-timeline serve` in its own process on a free loopback port."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "AUDIT_TIMELINE_DATABASE_URL": database_url,
-        "AUDIT_TIMELINE_DATA_DIR": str(tmp_path / "data"),
-        "AUDIT_TIMELINE_REDACTION_KEY": TEST_REDACTION_KEY,
-        "AUDIT_TIMELINE_PORT": str(port),
-        "AUDIT_TIMELINE_LOG_LEVEL": "WARNING",
-    }
-    log = tmp_path / "serve.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "app.cli", "serve"], env=env,
-                                stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, log.read_text()
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
+    with serve(database_url, tmp_path) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def percentile(values: list[float], fraction: float) -> float:

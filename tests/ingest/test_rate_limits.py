@@ -29,8 +29,9 @@ class FakeClock:
 
 
 @pytest_asyncio.fixture
-async def limited(database_url: str, tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient,
-                                                                             FakeClock]]:  # fmt: skip
+async def limited(
+    database_url: str, tmp_path: Path
+) -> AsyncIterator[tuple[httpx.AsyncClient, FakeClock]]:
     settings = make_settings(
         database_url,
         tmp_path,
