@@ -118,7 +118,11 @@ class HostOriginMiddleware:
         origin = headers.get("origin")
         if scope["method"] not in SAFE_METHODS and origin is not None:
             netloc = _origin_netloc(origin)
-            if netloc is None or netloc != _host_netloc(host, scope.get("scheme", "http")):
+            if netloc is None or not (
+                netloc == _host_netloc(host, scope.get("scheme", "http"))
+                # Behind a proxy that rewrites Host, the public name is in ALLOWED_HOSTS.
+                or (self.policy.allowed and self.policy.allows(split_host(netloc)[0]))
+            ):
                 message = (
                     f"cross-origin {scope['method']} refused: Origin {origin[:100]!r} is not"
                     " this server (web pages may not post here; API clients send no Origin)"

@@ -147,3 +147,22 @@ def test_allowed_hosts_setting(database_url: str, tmp_path: Path) -> None:
             ]
 
     assert asyncio.run(statuses()) == [200, 400, 400]
+
+
+def test_origin_must_be_this_server_or_an_allowed_host(database_url: str, tmp_path: Path) -> None:
+    settings = make_settings(database_url, tmp_path, host="0.0.0.0", allowed_hosts="audit.example")
+    transport = httpx.ASGITransport(app=create_app(settings))
+    origins = ["https://audit.example", "http://audit.example", "null", "https://evil.example"]
+
+    async def statuses() -> list[int]:
+        found = []
+        async with httpx.AsyncClient(transport=transport) as http:
+            for origin in origins:
+                headers = {"content-type": "application/json", "origin": origin}
+                # Off loopback without ingest tokens, an Origin that gets through meets the
+                # ingest authentication (401); a refused one is 403 before it.
+                response = await http.post("http://audit.example/ingest", headers=headers)
+                found.append(response.status_code)
+        return found
+
+    assert asyncio.run(statuses()) == [401, 401, 403, 403]
