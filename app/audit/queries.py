@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -59,6 +59,34 @@ def _copy_value(column: str, value: Any) -> Any:
     return value
 
 
+# Rows written to a COPY between two yields to the event loop: a 50,000-row batch must not
+# hold the loop (and every other request) for seconds.
+_COPY_ROWS_PER_YIELD = 500
+
+
+async def _driver_connection(session: AsyncSession) -> Any:
+    connection = await session.connection()
+    raw = (await connection.get_raw_connection()).driver_connection
+    assert raw is not None  # an open pool connection always has its driver connection
+    return raw
+
+
+async def _copy_to_staging(
+    cursor: Any, *, staging: str, table: str, columns: str, rows: Iterable[Sequence[Any]]
+) -> None:
+    """COPY rows (each prefixed with its ordinal) into a per-connection temporary table shaped
+    like table, emptied at commit."""
+    await cursor.execute(
+        f"CREATE TEMP TABLE IF NOT EXISTS {staging} ON COMMIT DELETE ROWS AS"
+        f" SELECT 0 AS ordinal, {columns} FROM {table} WITH NO DATA"
+    )
+    async with cursor.copy(f"COPY {staging} (ordinal, {columns}) FROM STDIN") as copy:
+        for ordinal, values in enumerate(rows):
+            await copy.write_row((ordinal, *values))
+            if ordinal % _COPY_ROWS_PER_YIELD == _COPY_ROWS_PER_YIELD - 1:
+                await asyncio.sleep(0)
+
+
 async def insert_events(
     session: AsyncSession, rows: Sequence[dict[str, Any]]
 ) -> tuple[int, list[tuple[int, int]]]:
@@ -71,20 +99,15 @@ async def insert_events(
     # rate of a multi-row INSERT (bench/ingest_throughput.py). Inserting in key order means
     # concurrent overlapping batches take their unique-index locks in the same order, so
     # they cannot deadlock; within a key, the ordinal makes the first occurrence win.
-    connection = await session.connection()
-    raw = (await connection.get_raw_connection()).driver_connection
-    assert raw is not None  # an open pool connection always has its driver connection
+    raw = await _driver_connection(session)
     async with raw.cursor() as cursor:
-        await cursor.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS incoming_event ON COMMIT DELETE ROWS AS"
-            f" SELECT 0 AS ordinal, {_COLUMN_LIST} FROM audit_event WITH NO DATA"
+        await _copy_to_staging(
+            cursor,
+            staging="incoming_event",
+            table="audit_event",
+            columns=_COLUMN_LIST,
+            rows=([_copy_value(c, row[c]) for c in EVENT_COLUMNS] for row in rows),
         )
-        copy_sql = f"COPY incoming_event (ordinal, {_COLUMN_LIST}) FROM STDIN"
-        async with cursor.copy(copy_sql) as copy:
-            for ordinal, row in enumerate(rows):
-                await copy.write_row([ordinal, *(_copy_value(c, row[c]) for c in EVENT_COLUMNS)])
-                if ordinal % _COPY_ROWS_PER_YIELD == _COPY_ROWS_PER_YIELD - 1:
-                    await asyncio.sleep(0)
         await cursor.execute(
             f"INSERT INTO audit_event ({_COLUMN_LIST}) SELECT {_COLUMN_LIST}"
             " FROM incoming_event ORDER BY cluster, audit_id, stage, ordinal"
@@ -109,9 +132,6 @@ _QUARANTINE_COLUMNS = (
     "cluster", "source", "origin", "raw", "raw_sha256", "error", "is_redacted", "raw_sealed"
 )  # fmt: skip
 _QUARANTINE_LIST = ", ".join(_QUARANTINE_COLUMNS)
-# Rows written to a COPY between two yields to the event loop: a 50,000-row batch must not
-# hold the loop (and every other request) for seconds.
-_COPY_ROWS_PER_YIELD = 500
 
 
 async def insert_quarantined(
@@ -123,23 +143,27 @@ async def insert_quarantined(
         return 0
     # COPY into a staging table, then one INSERT ... SELECT in arrival order: the first copy of
     # repeated bytes wins, and nothing is compiled per row on the event loop.
-    connection = await session.connection()
-    raw = (await connection.get_raw_connection()).driver_connection
-    assert raw is not None  # an open pool connection always has its driver connection
+    raw = await _driver_connection(session)
     async with raw.cursor() as cursor:
-        await cursor.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS incoming_quarantine ON COMMIT DELETE ROWS AS"
-            f" SELECT 0 AS ordinal, {_QUARANTINE_LIST} FROM quarantined_item WITH NO DATA"
+        await _copy_to_staging(
+            cursor,
+            staging="incoming_quarantine",
+            table="quarantined_item",
+            columns=_QUARANTINE_LIST,
+            rows=(
+                (
+                    cluster,
+                    source,
+                    row.origin,
+                    row.raw,
+                    row.digest,
+                    row.error,
+                    row.is_redacted,
+                    row.sealed,
+                )
+                for row in rows
+            ),  # fmt: skip
         )
-        copy_sql = f"COPY incoming_quarantine (ordinal, {_QUARANTINE_LIST}) FROM STDIN"
-        async with cursor.copy(copy_sql) as copy:
-            for ordinal, row in enumerate(rows):
-                await copy.write_row(
-                    (ordinal, cluster, source, row.origin, row.raw, row.digest, row.error,
-                     row.is_redacted, row.sealed)
-                )  # fmt: skip
-                if ordinal % _COPY_ROWS_PER_YIELD == _COPY_ROWS_PER_YIELD - 1:
-                    await asyncio.sleep(0)
         await cursor.execute(
             f"INSERT INTO quarantined_item ({_QUARANTINE_LIST}) SELECT {_QUARANTINE_LIST}"
             " FROM incoming_quarantine ORDER BY ordinal"
