@@ -136,7 +136,9 @@ async def test_event_list_item(damage: str, client: httpx.AsyncClient, database_
 
 
 @pytest.mark.parametrize("damage", list(DAMAGES))
-async def test_ndjson_line(damage: str, client: httpx.AsyncClient, database_url: str) -> None:
+async def test_ndjson_line(
+    damage: str, client: httpx.AsyncClient, database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
     damaged = DAMAGES[damage]()
     body = b"\n".join([json.dumps(audit_event()).encode(), damaged, b""])
     response = await client.post(
@@ -149,6 +151,7 @@ async def test_ndjson_line(damage: str, client: httpx.AsyncClient, database_url:
         assert "[redacted:hmac-sha256:" in item["raw"]
         assert "kubectl.kubernetes.io/last-applied-configuration" in item["raw"]
     assert [damaged] == await reveal(client, database_url)
+    assert "quarantine.raw_revealed" in [r.getMessage() for r in caplog.records]
     assert_nothing_planted(database_url)
 
 

@@ -20,6 +20,7 @@ import pytest
 from playwright.sync_api import sync_playwright
 
 from app.main import create_app
+from app.web.hosts import HostPolicy
 from tests.builders import audit_event
 from tests.conftest import make_settings, query_all
 from tests.web.test_browser import CHROMIUM, CHROMIUM_ARGS
@@ -122,6 +123,27 @@ def test_foreign_host_is_refused(open_server: tuple[str, str], path: str) -> Non
     assert "AUDIT_TIMELINE_ALLOWED_HOSTS" in response.json()["error"]
     for host in ("localhost", f"localhost:{url.rsplit(':', 1)[1]}", "127.0.0.1", "[::1]:80"):
         assert httpx.get(f"{url}{path}", headers={"host": host}).status_code == 200, host
+
+
+def test_probes_answer_whatever_the_host(open_server: tuple[str, str]) -> None:
+    url, _ = open_server
+    for path in ("/healthz", "/readyz"):
+        assert httpx.get(f"{url}{path}", headers={"host": "10.1.2.3:8000"}).status_code == 200
+
+
+def test_host_policy_patterns() -> None:
+    anything = HostPolicy(["*"], is_loopback_bind=True)
+    assert anything.allows("evil.example")
+    sub = HostPolicy(["*.example.org", "audit.internal"], is_loopback_bind=False)
+    assert [sub.allows(h) for h in ("a.example.org", "example.org", "audit.internal", "x")] == [
+        True, False, True, False
+    ]  # fmt: skip
+    off_loopback = HostPolicy([], is_loopback_bind=False)
+    assert not off_loopback.is_checked
+    loopback = HostPolicy([], is_loopback_bind=True)
+    assert [loopback.allows(h) for h in ("localhost", "127.9.9.9", "::1", "127.0.0.1.nip.io")] == [
+        True, True, True, False
+    ]  # fmt: skip
 
 
 def test_foreign_host_may_post_no_event(open_server: tuple[str, str]) -> None:
