@@ -42,6 +42,7 @@ DESCRIPTIONS: Final = {
     401: "Authentication required (bearer token, or the trusted auth proxy)",
     403: "The token's role is not enough, or a cross-origin write",
     404: "Not found",
+    409: "The item was sealed with another key (REDACTION_KEY changed)",
     413: "Body or item count over the configured limit",
     415: "Content-Type not JSON/NDJSON, or Content-Encoding not gzip",
     422: "Invalid parameters",

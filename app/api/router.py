@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
 from fastapi.responses import Response, StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.background import BackgroundTask
@@ -31,6 +31,7 @@ from app.audit.schemas import (
     event_fields,
     event_out,
 )
+from app.audit.seal import SealBroken
 from app.db import SessionDep
 
 logger = logging.getLogger(__name__)
@@ -201,7 +202,7 @@ async def list_quarantined(
     "/{item_id}/raw",
     summary="The bytes as received, decrypted if they were kept sealed (admin only)",
     response_class=Response,
-    responses={200: {"content": {"application/octet-stream": {}}}, **error_responses(404)},
+    responses={200: {"content": {"application/octet-stream": {}}}, **error_responses(404, 409)},
 )
 async def quarantined_raw(
     request: Request, session: SessionDep, item_id: Annotated[int, Path(ge=1, le=2**63 - 1)]
@@ -209,7 +210,14 @@ async def quarantined_raw(
     row = await queries.get_quarantined(session, item_id)
     data = row.raw
     if row.raw_sealed is not None:
-        data = request.app.state.redactor.sealer.open(row.raw_sealed)
+        try:
+            data = request.app.state.redactor.sealer.open(row.raw_sealed)
+        except SealBroken as exc:
+            raise HTTPException(
+                status.HTTP_409_CONFLICT,
+                detail=f"quarantined item {item_id} cannot be decrypted: {exc}"
+                " (was AUDIT_TIMELINE_REDACTION_KEY changed?)",
+            ) from None
     logger.warning(
         "quarantine.raw_revealed", extra={"item": item_id, "is_sealed": row.raw_sealed is not None}
     )

@@ -18,8 +18,9 @@ from fastapi import FastAPI
 
 from app.db import make_engine, make_sessionmaker
 from app.ingest.file_import import import_files
+from app.main import create_app
 from tests.builders import audit_event, secret_event
-from tests.conftest import query_all
+from tests.conftest import make_settings, query_all
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -170,3 +171,21 @@ async def test_file_import_line(
         await engine.dispose()
     assert (result.stored, result.quarantined) == (1, 1)
     assert_nothing_planted(database_url)
+
+
+async def test_sealed_bytes_need_the_key_they_were_sealed_with(
+    client: httpx.AsyncClient, database_url: str, tmp_path: Path
+) -> None:
+    body = b"\n".join([with_nan(), b""])
+    headers = {"content-type": "application/x-ndjson"}
+    assert (await client.post("/ingest", content=body, headers=headers)).status_code == 200
+    (item_id,) = [row[0] for row in query_all(database_url, "SELECT id FROM quarantined_item")]
+    other = create_app(
+        make_settings(database_url, tmp_path, redaction_key="another-key-0123456789")
+    )
+    async with other.router.lifespan_context(other):
+        transport = httpx.ASGITransport(app=other)
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
+            response = await http.get(f"/api/v1/quarantine/{item_id}/raw")
+    assert response.status_code == 409
+    assert "REDACTION_KEY" in response.json()["error"]
