@@ -176,7 +176,7 @@ async def test_file_import_line(
 async def test_sealed_bytes_need_the_key_they_were_sealed_with(
     client: httpx.AsyncClient, database_url: str, tmp_path: Path
 ) -> None:
-    body = b"\n".join([with_nan(), b""])
+    body = b"\n".join([json.dumps(audit_event()).encode(), with_nan(), b""])
     headers = {"content-type": "application/x-ndjson"}
     assert (await client.post("/ingest", content=body, headers=headers)).status_code == 200
     (item_id,) = [row[0] for row in query_all(database_url, "SELECT id FROM quarantined_item")]
