@@ -86,11 +86,13 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(quarantine_router, prefix="/api/v1/quarantine", dependencies=admin)
     app.include_router(web_router, dependencies=viewer)
     app.include_router(docs_router)
-    # static/vendor/ is filled by scripts/vendor-assets (htmx from the pinned npm package).
+    # static/vendor/ is filled by scripts/vendor-assets (htmx and swagger-ui-dist from the
+    # pinned npm packages).
     app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")
-    app.add_middleware(SecurityHeadersMiddleware)
     hosts = HostPolicy(settings.allowed_hosts, is_loopback_bind=settings.is_loopback)
     app.add_middleware(HostOriginMiddleware, policy=hosts)
+    # Added last, so outermost: the Host/Origin refusals carry the security headers too.
+    app.add_middleware(SecurityHeadersMiddleware)
     _add_probes(app)
     _add_error_handlers(app)
     return app

@@ -119,6 +119,7 @@ def test_foreign_host_is_refused(open_server: tuple[str, str], path: str) -> Non
     url, _ = open_server
     response = httpx.get(f"{url}{path}", headers={"host": "attacker.example"})
     assert response.status_code == 400
+    assert response.headers["x-content-type-options"] == "nosniff"
     assert "attacker.example" in response.json()["error"]
     assert "AUDIT_TIMELINE_ALLOWED_HOSTS" in response.json()["error"]
     for host in ("localhost", f"localhost:{url.rsplit(':', 1)[1]}", "127.0.0.1", "[::1]:80"):
