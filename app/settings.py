@@ -73,12 +73,22 @@ class Settings(BaseSettings):
     auth_proxy_addresses: Annotated[list[str], NoDecode] = Field(default_factory=list)
     auth_proxy_header: str = "X-Forwarded-User"
     auth_proxy_role: Literal["viewer", "exporter", "admin"] = "exporter"
+    # Host names the app answers to (`*.example.com` for subdomains, `*` for any). Empty: only
+    # loopback names on a loopback bind (no DNS rebinding), any name elsewhere.
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     # "token=cluster,token2=cluster2", or a path to a file with one token=cluster per line.
     ingest_tokens: SecretStr | None = None
     ingest_max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     # kube-apiserver sends at most 400 events a batch; this bounds the work one request makes.
     ingest_max_items: int = Field(default=50_000, ge=1)
+    # Per cluster (ingest token): sustained events/s and bytes/s, and the burst each may
+    # send at once (token buckets, per replica; 0 turns a limit off). The defaults stay above
+    # what one kube-apiserver sends (about 10 batches of 400 events a second).
+    ingest_rate_events: float = Field(default=5000, ge=0)
+    ingest_burst_events: int = Field(default=50_000, ge=1)
+    ingest_rate_bytes: float = Field(default=64 * 1024 * 1024, ge=0)
+    ingest_burst_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     # The answer to a webhook sender when the database is down (kube-apiserver retries).
     ingest_retry_after_seconds: int = Field(default=10, ge=1)
 
@@ -113,7 +123,9 @@ class Settings(BaseSettings):
     # Back-off while Elasticsearch or PostgreSQL is down: 1 s, doubling up to this.
     es_backoff_max: timedelta = timedelta(seconds=60)
 
-    @field_validator("redact_paths", "es_url", "auth_proxy_addresses", "tls_hosts", mode="before")
+    @field_validator(
+        "redact_paths", "es_url", "auth_proxy_addresses", "tls_hosts", "allowed_hosts", mode="before"
+    )
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
