@@ -6,9 +6,9 @@ parameters at fault for 422 and is null otherwise. Documentation only: no behavi
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class ParamProblem(BaseModel):
@@ -36,6 +36,23 @@ class ValidationErrorBody(BaseModel):
     detail: list[ParamProblem]
 
 
+class IngestErrorBody(BaseModel):
+    """An error of POST /ingest: the usual fields, and the same message as a Kubernetes
+    `Status`, so kube-apiserver's webhook client logs our sentence instead of a generic one."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    error: str
+    detail: list[ParamProblem] | None
+    kind: Literal["Status"]
+    api_version: Literal["v1"] = Field(alias="apiVersion")
+    metadata: dict[str, Any]
+    status: Literal["Failure"]
+    message: str
+    reason: str
+    code: int
+
+
 DESCRIPTIONS: Final = {
     400: "Bad request (a cursor that is not from next_cursor, a body that is no audit Event"
     " batch, a Host this server does not answer to)",
@@ -51,12 +68,21 @@ DESCRIPTIONS: Final = {
 }
 
 
-def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """The `responses=` of a route or router for these error statuses."""
+# Answered by the Host/Origin check before a request reaches a route: plain error bodies.
+_BEFORE_ROUTING: Final = frozenset({400, 403})
+
+
+def error_responses(*codes: int, is_ingest: bool = False) -> dict[int | str, dict[str, Any]]:
+    """The `responses=` of a route or router for these error statuses (POST /ingest's errors
+    also carry Kubernetes `Status` fields)."""
     return {
         code: {
             "description": DESCRIPTIONS[code],
-            "model": ValidationErrorBody if code == 422 else ErrorBody,
+            "model": (IngestErrorBody | ErrorBody if code in _BEFORE_ROUTING else IngestErrorBody)
+            if is_ingest
+            else ValidationErrorBody
+            if code == 422
+            else ErrorBody,
         }
         for code in codes
     }
