@@ -1,4 +1,4 @@
-"""The `audit-timeline` command: serve, import, poll, migrate.
+"""The `audit-timeline` command: serve, import, poll, migrate, prune, check-policy.
 
 Parses arguments, builds Settings and hands over; no domain logic here.
 """
@@ -69,6 +69,25 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument(
         "--older-than", type=_days, required=True, metavar="DAYS", help="age in days, e.g. 90"
     )
+    check = sub.add_parser(
+        "check-policy",
+        help="does an audit Policy deliver what Calico (and --require files) need? exit 0/1/2",
+        description="Evaluate a kube-apiserver audit Policy with the API server's own rules"
+        " (first match wins) against the Calico requirements: exit 0 met, 1 not met, 2 bad input.",
+    )
+    check.add_argument("policy", type=Path, metavar="POLICY.yaml")
+    check.add_argument(
+        "--require",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="more requirements (YAML: requirements: [{level, verbs, resources}], omitStages)",
+    )
+    check.add_argument(
+        "--no-default", action="store_true", help="leave out the Calico requirements"
+    )
+    check.add_argument("--format", choices=("text", "json"), default="text")
     return parser
 
 
@@ -80,6 +99,8 @@ def _days(value: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "check-policy":
+        return _check_policy(args)
     overrides = {}
     if args.command == "serve":
         overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
@@ -102,6 +123,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         "prune": _prune,
     }
     return handler[args.command](settings, args)
+
+
+def _check_policy(args: argparse.Namespace) -> int:
+    from app.audit import policy
+
+    def read(path: Path) -> str:
+        try:
+            return path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise policy.PolicyError(f"{path}: cannot read: {exc}") from None
+
+    try:
+        policies = policy.load_policies(read(args.policy), source=str(args.policy))
+        sets = [] if args.no_default else [policy.CALICO_REQUIREMENTS]
+        sets += [policy.load_requirements(read(p), source=str(p)) for p in args.require]
+        requirements = policy.merge_requirements(sets)
+        if not requirements.requirements:
+            raise policy.PolicyError("no requirements: drop --no-default or give --require FILE")
+    except policy.PolicyError as exc:
+        print(f"audit-timeline check-policy: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
+    reports = [policy.check_policy(p, requirements) for p in policies]
+    if args.format == "json":
+        print(json.dumps(policy.report_json(reports), indent=2))  # noqa: T201
+    else:
+        print(policy.report_text(reports), end="")  # noqa: T201
+    return 0 if all(r.is_met for r in reports) else 1
 
 
 def _database_url(settings: Settings) -> str:
