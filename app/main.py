@@ -17,6 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.access import AccessPolicy, require
+from app.api.coverage import router as coverage_api_router
 from app.api.router import quarantine_router
 from app.api.router import router as events_router
 from app.audit import queries
@@ -27,6 +28,7 @@ from app.metrics import Metrics
 from app.poller.task import PollerTask, start_poller
 from app.redaction_key import make_redactor
 from app.settings import Settings
+from app.web.coverage import router as coverage_web_router
 from app.web.htmx import render_error, wants_html
 from app.web.router import router as web_router
 from app.web.security import SecurityHeadersMiddleware
@@ -73,6 +75,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(events_router, prefix="/events", dependencies=viewer)
     app.include_router(quarantine_router, prefix="/api/v1/quarantine", dependencies=admin)
     app.include_router(web_router, dependencies=viewer)
+    app.include_router(coverage_api_router, prefix="/api/v1/coverage", dependencies=viewer)
+    app.include_router(coverage_web_router, dependencies=viewer)
     # static/vendor/ is filled by scripts/vendor-assets (htmx from the pinned npm package).
     app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")
     app.add_middleware(SecurityHeadersMiddleware)

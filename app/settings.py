@@ -83,6 +83,9 @@ class Settings(BaseSettings):
     redact_paths: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     demo_fixtures_dir: Path | None = None
+    # /coverage: a required (resource, verb) not seen for this long before the cluster's newest
+    # event is amber (stale); a cluster with nothing this recent is flagged as a whole.
+    coverage_stale_after: timedelta = timedelta(hours=24)
 
     es_url: Annotated[list[str], NoDecode] = Field(default_factory=list)
     es_index: str = "tigera_secure_ee_audit_kube.*,calico_auditlogs.*"
