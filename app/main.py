@@ -30,6 +30,8 @@ from app.redaction_key import make_redactor
 from app.settings import Settings
 from app.web.coverage import router as coverage_web_router
 from app.web.htmx import render_error, wants_html
+from app.web.reports import api_router as reports_api_router
+from app.web.reports import router as reports_web_router
 from app.web.router import router as web_router
 from app.web.security import SecurityHeadersMiddleware
 from app.web.templating import STATIC_DIR
@@ -77,6 +79,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(web_router, dependencies=viewer)
     app.include_router(coverage_api_router, prefix="/api/v1/coverage", dependencies=viewer)
     app.include_router(coverage_web_router, dependencies=viewer)
+    app.include_router(reports_web_router, dependencies=viewer)
+    app.include_router(reports_api_router, prefix="/api/v1/reports", dependencies=viewer)
     # static/vendor/ is filled by scripts/vendor-assets (htmx from the pinned npm package).
     app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")
     app.add_middleware(SecurityHeadersMiddleware)

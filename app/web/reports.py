@@ -1,0 +1,202 @@
+"""/reports (HTML, CSV, NDJSON, signed bundle) and GET /api/v1/reports/public-key; also the
+file writer the `audit-timeline report` command uses. The report itself is app/audit/reports.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import tempfile
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import FileResponse, HTMLResponse, PlainTextResponse
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.background import BackgroundTask
+
+from app.access import require
+from app.audit import reports
+from app.audit.bundle import BundleWriter, public_pem
+from app.db import SessionDep
+from app.errors import InvalidFilter
+from app.report_key import load_signing_key
+from app.settings import Settings
+from app.web.htmx import render
+from app.web.templating import get_templates
+
+router = APIRouter(include_in_schema=False)
+api_router = APIRouter(tags=["reports"])
+# The HTML page lists this many objects; the files hold them all.
+HTML_LIMIT = 500
+
+
+def software_version() -> str:
+    try:
+        return version("audit-timeline")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+class ReportForm(BaseModel):
+    """The /reports form: cluster and window required to produce a report."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cluster: str | None = Field(default=None, max_length=253)
+    since: AwareDatetime | None = None
+    until: AwareDatetime | None = None
+    namespace: str | None = Field(default=None, max_length=253)
+    resource_group: Literal["network-policy", "rbac", "workload-identity"] | None = None
+
+    @field_validator("cluster", "namespace", "since", "until", "resource_group", mode="before")
+    @classmethod
+    def _blank(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("since", "until")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        try:
+            return value.astimezone(UTC) if value is not None else None
+        except OverflowError:
+            raise ValueError("out of range once converted to UTC") from None
+
+    @model_validator(mode="after")
+    def _range(self) -> ReportForm:
+        if self.since is not None and self.until is not None and self.since >= self.until:
+            raise ValueError("since must be earlier than until")
+        return self
+
+    def query(self) -> reports.ReportQuery | None:
+        if self.cluster is None or self.since is None or self.until is None:
+            return None
+        return reports.ReportQuery(
+            self.cluster, self.since, self.until, self.namespace, self.resource_group
+        )
+
+
+def render_html(changes: list[reports.ObjectChange], query: reports.ReportQuery) -> str:
+    """A standalone HTML document of the report (the CLI's --format html)."""
+    template = get_templates().env.get_template("reports/document.html")
+    return template.render(changes=changes, query=query, now=datetime.now(UTC), limit=None)
+
+
+async def write_report_file(
+    session: AsyncSession,
+    query: reports.ReportQuery,
+    fmt: str,
+    path: Path,
+    *,
+    settings: Settings,
+    base_url: str = "",
+) -> int:
+    """Write the report as html, csv, ndjson or a signed bundle; return the object count."""
+    count = 0
+    if fmt == "bundle":
+        manifest = await reports.write_bundle(
+            session,
+            query,
+            BundleWriter(path),
+            key=load_signing_key(settings),
+            version=software_version(),
+            base_url=base_url,
+        )
+        return int(manifest["row_count"])
+    if fmt == "html":
+        changes = [c async for c in reports.change_report(session, query)]
+        await asyncio.to_thread(path.write_text, render_html(changes, query), encoding="utf-8")
+        return len(changes)
+    with path.open("w", encoding="utf-8", newline="") as out:
+        if fmt == "csv":
+            out.write(reports.csv_header())
+        async for change in reports.change_report(session, query):
+            if fmt == "csv":
+                out.write(reports.csv_line(change))
+            else:
+                out.write(json.dumps(reports.ndjson_record(change), ensure_ascii=False) + "\n")
+            count += 1
+    return count
+
+
+@router.get("/reports", response_class=HTMLResponse, name="reports")
+async def reports_page(
+    request: Request, form: Annotated[ReportForm, Query()], session: SessionDep
+) -> HTMLResponse:
+    query = form.query()
+    changes: list[reports.ObjectChange] = []
+    is_truncated = False
+    if query is not None:
+        async for change in reports.change_report(session, query):
+            if len(changes) == HTML_LIMIT:
+                is_truncated = True
+                break
+            changes.append(change)
+    params = request.url.query
+    return render(
+        request,
+        "reports/page.html",
+        partial="reports/_report.html",
+        form=form,
+        query=query,
+        changes=changes,
+        is_truncated=is_truncated,
+        limit=HTML_LIMIT,
+        params=params,
+        groups=list(reports.RESOURCE_GROUPS),
+        now=datetime.now(UTC),
+    )
+
+
+def _required(form: ReportForm) -> reports.ReportQuery:
+    query = form.query()
+    if query is None:
+        raise InvalidFilter("cluster, since and until are required for a report")
+    return query
+
+
+@router.get("/reports/report.{fmt}", dependencies=[Depends(require("exporter"))])
+async def report_file(
+    request: Request,
+    fmt: Literal["csv", "ndjson", "zip"],
+    form: Annotated[ReportForm, Query()],
+    session: SessionDep,
+) -> FileResponse:
+    """The report as a file; zip is the signed bundle (verify with `audit-timeline verify`)."""
+    query = _required(form)
+    settings: Settings = request.app.state.settings
+    handle, name = tempfile.mkstemp(prefix="report-", suffix=f".{fmt}")
+    os.close(handle)
+    path = Path(name)
+    await write_report_file(
+        session,
+        query,
+        {"zip": "bundle"}.get(fmt, fmt),
+        path,
+        settings=settings,
+        base_url=str(request.base_url),
+    )
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    media = {"csv": "text/csv", "ndjson": "application/x-ndjson", "zip": "application/zip"}
+    return FileResponse(
+        path,
+        media_type=media[fmt],
+        filename=f"change-report-{stamp}.{fmt}",
+        background=BackgroundTask(path.unlink),
+    )
+
+
+@api_router.get(
+    "/public-key",
+    summary="The Ed25519 public key (PEM) that signs report bundles",
+    response_class=PlainTextResponse,
+)
+async def public_key(request: Request) -> PlainTextResponse:
+    key = load_signing_key(request.app.state.settings)
+    return PlainTextResponse(
+        public_pem(key.public_key()).decode(), media_type="application/x-pem-file"
+    )
