@@ -18,7 +18,7 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy import ColumnElement, and_, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit.bundle import BundleWriter
@@ -196,7 +196,11 @@ async def _state_before(session: AsyncSession, change: ObjectChange, at: datetim
     namespace = (
         AuditEvent.namespace == change.namespace
         if change.namespace
-        else or_(AuditEvent.namespace.is_(None), AuditEvent.namespace == "")
+        else or_(
+            AuditEvent.namespace.is_(None),
+            AuditEvent.namespace == "",
+            AuditEvent.resource == "namespaces",
+        )
     )
     stmt = (
         select(AuditEvent)
@@ -284,6 +288,12 @@ async def _finish(
     return change
 
 
+def _namespace_of_object() -> ColumnElement[str | None]:
+    # A request on a Namespace carries its name as objectRef.namespace, except its create:
+    # a Namespace is cluster-scoped, so its events group without a namespace.
+    return case((AuditEvent.resource == "namespaces", None), else_=AuditEvent.namespace)
+
+
 async def change_report(
     session: AsyncSession, query: ReportQuery, *, batch_size: int = 2000
 ) -> AsyncIterator[ObjectChange]:
@@ -297,7 +307,7 @@ async def change_report(
         )
         .order_by(
             AuditEvent.resource,
-            AuditEvent.namespace,
+            _namespace_of_object(),
             AuditEvent.name,
             AuditEvent.stage_at,
             AuditEvent.id,
@@ -309,7 +319,8 @@ async def change_report(
     result = await session.stream_scalars(stmt)
     async for event in result:
         resource, name = event.resource or "", event.name or ""  # never None: selected so
-        place = (resource, event.namespace or None, name)
+        namespace = None if resource == "namespaces" else event.namespace or None
+        place = (resource, namespace, name)
         if place != current:
             for done in await _flush(session, current, pending, query):
                 yield done

@@ -72,7 +72,9 @@ def by_hand() -> dict[tuple[str, str, str, str], dict[str, Any]]:
         group = ref.get("apiGroup") or ""
         if group == "extensions":
             group = MOVED.get(ref["resource"], group)
-        key = (group, ref["resource"], ref.get("namespace") or "", name_of(event) or "")
+        # A Namespace is cluster-scoped; its requests carry its own name as the namespace.
+        namespace = "" if ref["resource"] == "namespaces" else ref.get("namespace") or ""
+        key = (group, ref["resource"], namespace, name_of(event) or "")
         code = (event.get("responseStatus") or {}).get("code")
         if event["stage"] in FINAL and code is not None and code >= 400:
             objects[key]["failed"] += 1
@@ -110,6 +112,32 @@ def test_change_report_equals_the_figures_from_the_files(
         assert int(row["changes"]) == want["changes"], key
         assert int(row["failed_attempts"]) == want["failed"], key
         assert set(row["users"].split(";")) == want["users"], key
+    # Read off the files by hand: falco's configmap is created then deleted; its pods are
+    # created at RequestResponse (state at T2 known); audit2rbac logs at Metadata (T2 unknown).
+    facts = {
+        ("", "configmaps", "default", "my-config"): ("created and deleted", "absent", "absent"),
+        ("", "pods", "default", "nginx-deployment-544b59f8b8-ffkxm"): (
+            "created",
+            "absent",
+            "known",
+        ),
+        ("rbac.authorization.k8s.io", "clusterroles", "", "audit2rbac:bob"): (
+            "created",
+            "absent",
+            "unknown",
+        ),
+        ("rbac.authorization.k8s.io", "clusterroles", "", "system:kube-aggregator"): (
+            "deleted",
+            "unknown",
+            "absent",
+        ),
+    }
+    for key, (kind, t1, t2) in facts.items():
+        assert (got[key]["change"], got[key]["state_at_t1"], got[key]["state_at_t2"]) == (
+            kind,
+            t1,
+            t2,
+        ), key
     # Never a guessed diff: an object whose state is unknown at either end has no line counts.
     for row in rows:
         known = row["state_at_t1"] != "unknown" and row["state_at_t2"] != "unknown"
