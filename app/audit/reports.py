@@ -235,9 +235,41 @@ def _state_after(event: AuditEvent) -> tuple[State, Any]:
     return "unknown", None
 
 
-def _requests(events: Sequence[AuditEvent]) -> list[AuditEvent]:
+# What the report reads of each event in the window (no bodies: they are fetched for the last
+# write of each object only, which keeps the stream light).
+_COLUMNS = (
+    AuditEvent.id,
+    AuditEvent.audit_id,
+    AuditEvent.stage,
+    AuditEvent.stage_at,
+    AuditEvent.verb,
+    AuditEvent.api_group,
+    AuditEvent.resource,
+    AuditEvent.namespace,
+    AuditEvent.name,
+    AuditEvent.username,
+    AuditEvent.response_code,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Event:
+    id: int
+    audit_id: str
+    stage: str
+    stage_at: datetime
+    verb: str
+    api_group: str | None
+    resource: str
+    namespace: str | None
+    name: str
+    username: str | None
+    response_code: int | None
+
+
+def _requests(events: Sequence[_Event]) -> list[_Event]:
     """One event per request (its most complete stage), in time order."""
-    best: dict[str, AuditEvent] = {}
+    best: dict[str, _Event] = {}
     for event in events:
         seen = best.get(event.audit_id)
         if seen is None or _STAGE_RANK.get(event.stage, -1) > _STAGE_RANK.get(seen.stage, -1):
@@ -248,14 +280,14 @@ def _requests(events: Sequence[AuditEvent]) -> list[AuditEvent]:
 async def _finish(
     session: AsyncSession,
     key: tuple[str, str, str | None, str],
-    events: list[AuditEvent],
+    events: list[_Event],
     query: ReportQuery,
 ) -> ObjectChange | None:
     group, resource, namespace, name = key
     change = ObjectChange(query.cluster, group, resource, namespace, name)
     requests = _requests(events)
     users: dict[str, None] = {}
-    last_write: AuditEvent | None = None
+    last_write: _Event | None = None
     for event in requests:
         code = event.response_code
         if event.stage not in ("ResponseComplete", "Panic"):
@@ -282,7 +314,10 @@ async def _finish(
     else:
         await _state_before(session, change, query.since)
     if last_write is not None and last_write.stage in ("ResponseComplete", "Panic"):
-        change.state_at_t2, change.after = _state_after(last_write)
+        stored = await session.get(AuditEvent, last_write.id)
+        if stored is not None:
+            change.state_at_t2, change.after = _state_after(stored)
+            session.expunge(stored)
     if change.state_at_t1 != "unknown" and change.state_at_t2 != "unknown":
         change.diff = side_by_side(change.before, change.after, hide_noise=True, context=3)
     return change
@@ -299,7 +334,7 @@ async def change_report(
 ) -> AsyncIterator[ObjectChange]:
     """Objects with writes in [since, until), in (resource, namespace, name, group) order."""
     stmt = (
-        select(AuditEvent)
+        select(*_COLUMNS)
         .where(
             *_selection(query),
             AuditEvent.stage_at >= query.since,
@@ -315,9 +350,10 @@ async def change_report(
         .execution_options(yield_per=batch_size)
     )
     current: tuple[str, str | None, str] | None = None
-    pending: dict[str, list[AuditEvent]] = {}
-    result = await session.stream_scalars(stmt)
-    async for event in result:
+    pending: dict[str, list[_Event]] = {}
+    result = await session.stream(stmt)
+    async for row in result:
+        event = _Event(**row._mapping)
         resource, name = event.resource or "", event.name or ""  # never None: selected so
         namespace = None if resource == "namespaces" else event.namespace or None
         place = (resource, namespace, name)
@@ -326,8 +362,6 @@ async def change_report(
                 yield done
             current, pending = place, {}
         pending.setdefault(canonical_group(resource, event.api_group), []).append(event)
-        # The rows are done with once grouped: let the session forget them (flat memory).
-        session.expunge(event)
     for done in await _flush(session, current, pending, query):
         yield done
 
@@ -335,7 +369,7 @@ async def change_report(
 async def _flush(
     session: AsyncSession,
     place: tuple[str, str | None, str] | None,
-    pending: dict[str, list[AuditEvent]],
+    pending: dict[str, list[_Event]],
     query: ReportQuery,
 ) -> list[ObjectChange]:
     if place is None:
