@@ -190,6 +190,7 @@ def test_gke_style_policy_against_calico() -> None:
     assert "kube-system" in endpoints.exceptions[0].condition
     assert verdicts[("endpoints", "delete")].verdict == "met"
     assert sum(r.verdict == "met" for r in report.results) == 23
+    assert not report.is_met  # partly met is not met: exit 1
     # "get" of a Secret (extra requirement at Metadata): rule 13 gives Metadata.
     extra = check_pair(
         _fixture("gke-style-policy.yaml"),  # type: ignore[arg-type]
@@ -439,6 +440,8 @@ def test_cli_exit_codes_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert "bad.yaml:4: rules[0].level" in err
     assert "Traceback" not in err
     assert main(["check-policy", str(tmp_path / "missing.yaml")]) == 2
+    assert main(["check-policy", str(POLICIES / "calico-sample-policy.yaml"), "--no-default"]) == 2
+    assert "no requirements" in capsys.readouterr().err
     extra = tmp_path / "rbac.yaml"
     extra.write_text(
         "requirements:\n- level: Metadata\n  verbs: [create, delete]\n"

@@ -226,3 +226,32 @@ async def test_concurrent_overlapping_batches_count_exactly(
     )
     [(stored,)] = query_all(database_url, "SELECT count(*) FROM audit_event WHERE cluster = 'c2'")
     assert total == stored == 80
+
+
+async def test_amber_for_missing_response_bodies_and_stale_pairs(
+    client: httpx.AsyncClient,
+) -> None:
+    ref = {"resource": "pods", "namespace": "a", "name": "p", "apiVersion": "v1"}
+    body = {"kind": "Pod", "metadata": {"name": "p"}}
+    events = [
+        audit_event(verb="update", objectRef=ref, requestObject=body, responseObject=body,
+                    stageTimestamp="2026-11-20T10:00:00Z"),
+        audit_event(verb="update", objectRef=ref, requestObject=body,
+                    stageTimestamp="2026-11-20T10:01:00Z"),
+        audit_event(verb="delete", objectRef=ref, stageTimestamp="2026-11-18T09:00:00Z"),
+        audit_event(verb="create", objectRef=ref, requestObject=body, responseObject=body,
+                    stageTimestamp="2026-11-19T10:30:00Z"),
+    ]  # fmt: skip
+    batch = {"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "items": events}
+    assert (await client.post("/ingest", json=batch, params={"cluster": "c3"})).status_code == 200
+    [cluster] = (await client.get("/api/v1/coverage", params={"cluster": "c3"})).json()["clusters"]
+    pods = {r["verb"]: r for r in cluster["required"] if r["resource"] == "pods"}
+    assert pods["update"]["status"] == "amber"
+    assert pods["update"]["reasons"] == [
+        "1 of 2 without a response body (dropped by the API server as too large?)"
+    ]
+    assert pods["delete"]["status"] == "amber"
+    assert pods["delete"]["reasons"] == ["stale: nothing since 2026-11-18 09:00 UTC"]
+    # 23.5 hours before the newest event: within COVERAGE_STALE_AFTER (24 h).
+    assert pods["create"]["status"] == "ok"
+    assert cluster["is_stale"]  # nothing from c3 in the last 24 hours of the real clock
