@@ -25,17 +25,14 @@ from pathlib import Path
 
 import psycopg
 
-from app.audit.intake import RawItem, prepare_batch
-from app.audit.queries import insert_events
-from app.db import make_engine, make_sessionmaker
 from app.embedded_db import start_embedded_postgres
 from app.migrate import upgrade_to_head
-from app.redaction_key import make_redactor
 from app.settings import Settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from embedded import stop_embedded_postgres  # noqa: E402
+from export_memory import insert_template  # noqa: E402
 
 from tests.builders import audit_event  # noqa: E402
 
@@ -80,21 +77,8 @@ GROUP BY 1, 2, 3, 4, 5, 6, 7
 """
 
 
-async def insert_template(url: str, settings: Settings) -> None:
-    engine = make_engine(url, pool_size=1)
-    batch = prepare_batch(
-        [RawItem(json.dumps(TEMPLATE).encode(), value=TEMPLATE, origin="bench")],
-        cluster="bench",
-        source="file",
-        redactor=make_redactor(settings),
-    )
-    async with make_sessionmaker(engine).begin() as session:
-        await insert_events(session, batch.events)
-    await engine.dispose()
-
-
 def fill(url: str, rows: int, objects: int, settings: Settings) -> float:
-    asyncio.run(insert_template(url, settings))
+    asyncio.run(insert_template(url, settings, TEMPLATE))
     started = time.monotonic()
     with psycopg.connect(url, autocommit=True) as conn:
         for start in range(1, rows, 200_000):

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AwareDatetime, BaseModel, Field, field_validator
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit.models import CoverageHourly
 from app.audit.normalize import canonical_group
 from app.audit.policy import CALICO_REQUIREMENTS, LEVELS, Requirement
+from app.audit.schemas import TimeBounds
 
 WINDOWS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
 SHOWN_LEVELS = ("Metadata", "Request", "RequestResponse")
@@ -25,20 +26,18 @@ _BODY_VERBS = ("create", "update", "patch")
 Status = Literal["ok", "red", "amber", "seen"]
 
 
-class CoverageFilter(BaseModel):
+class CoverageFilter(TimeBounds):
     """Which clusters and which window; the summary is hourly, so bounds round out to hours."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     cluster: list[str] = Field(default_factory=list, max_length=50)
     since: AwareDatetime | None = Field(
         default=None, description="RFC 3339 (rounded down to the hour)"
     )
-    window: Literal["24h", "7d", "30d"] | None = Field(
-        default=None, description="Relative window ending now; combines with since/until"
-    )
     until: AwareDatetime | None = Field(
         default=None, description="RFC 3339, exclusive (rounded up to the hour)"
+    )
+    window: Literal["24h", "7d", "30d"] | None = Field(
+        default=None, description="Relative window ending now; combines with since/until"
     )
 
     @field_validator("cluster")
@@ -49,24 +48,10 @@ class CoverageFilter(BaseModel):
             raise ValueError("a cluster name is at most 253 characters, without NUL")
         return cleaned
 
-    @field_validator("since", "until", "window", mode="before")
+    @field_validator("window", mode="before")
     @classmethod
-    def _blank(cls, value: object) -> object:
+    def _no_window(cls, value: object) -> object:
         return None if value == "" else value
-
-    @field_validator("since", "until")
-    @classmethod
-    def _utc(cls, value: datetime | None) -> datetime | None:
-        try:
-            return value.astimezone(UTC) if value is not None else None
-        except OverflowError:
-            raise ValueError("out of range once converted to UTC") from None
-
-    @model_validator(mode="after")
-    def _range(self) -> CoverageFilter:
-        if self.since is not None and self.until is not None and self.since >= self.until:
-            raise ValueError("since must be earlier than until")
-        return self
 
 
 class CoverageRow(BaseModel):

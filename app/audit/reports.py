@@ -8,8 +8,6 @@ does not establish is reported as unknown, never guessed.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -23,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit.bundle import BundleWriter
 from app.audit.diff import SideBySideDiff, side_by_side
-from app.audit.export import LIST_SEPARATOR, UTF8_BOM, neutralise_formula
+from app.audit.export import UTF8_BOM, csv_cell, csv_line
 from app.audit.export import csv_header as export_csv_header
 from app.audit.export import csv_row as export_csv_row
 from app.audit.models import AuditEvent
@@ -386,33 +384,15 @@ async def _flush(
 # --- formats -----------------------------------------------------------------------------
 
 
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, list):
-        value = LIST_SEPARATOR.join(str(v) for v in value)
-    return neutralise_formula(str(value))
-
-
-def _csv(cells: Sequence[str]) -> str:
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\r\n").writerow(cells)
-    return buffer.getvalue()
-
-
-def _csv_head() -> list[str]:
-    return [UTF8_BOM + _csv(REPORT_COLUMNS)]
-
-
-def csv_line(change: ObjectChange) -> str:
+def object_csv_line(change: ObjectChange) -> str:
     """One object as a CSV line (RFC 4180, lists joined with ';', formulas neutralised)."""
     record = change.record()
-    return _csv([_cell(record[c]) for c in REPORT_COLUMNS])
+    return csv_line([csv_cell(record[c]) for c in REPORT_COLUMNS])
 
 
 def csv_header() -> str:
     """The report CSV's first line: UTF-8 byte-order mark and REPORT_COLUMNS."""
-    return _csv_head()[0]
+    return UTF8_BOM + csv_line(REPORT_COLUMNS)
 
 
 def ndjson_record(change: ObjectChange) -> dict[str, Any]:
@@ -460,10 +440,9 @@ async def write_bundle(
     signed bundle; each file is streamed (two passes over the objects, memory stays flat)."""
     objects = 0
     with writer.file("objects.csv") as out:
-        for line in _csv_head():
-            out.write(line, is_row=False)
+        out.write(csv_header(), is_row=False)
         async for change in change_report(session, query):
-            out.write(csv_line(change))
+            out.write(object_csv_line(change))
             objects += 1
     with writer.file("objects.ndjson") as out:
         async for change in change_report(session, query):

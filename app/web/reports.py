@@ -15,13 +15,14 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, PlainTextResponse
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.background import BackgroundTask
 
 from app.access import require
 from app.audit import reports
 from app.audit.bundle import BundleWriter, public_pem
+from app.audit.schemas import TimeBounds
 from app.db import SessionDep
 from app.errors import InvalidFilter
 from app.report_key import load_signing_key
@@ -42,35 +43,17 @@ def software_version() -> str:
         return "unknown"
 
 
-class ReportForm(BaseModel):
+class ReportForm(TimeBounds):
     """The /reports form: cluster and window required to produce a report."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
     cluster: str | None = Field(default=None, max_length=253)
-    since: AwareDatetime | None = None
-    until: AwareDatetime | None = None
     namespace: str | None = Field(default=None, max_length=253)
     resource_group: Literal["network-policy", "rbac", "workload-identity"] | None = None
 
-    @field_validator("cluster", "namespace", "since", "until", "resource_group", mode="before")
+    @field_validator("cluster", "namespace", "resource_group", mode="before")
     @classmethod
-    def _blank(cls, value: object) -> object:
+    def _blank_text(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
-
-    @field_validator("since", "until")
-    @classmethod
-    def _utc(cls, value: datetime | None) -> datetime | None:
-        try:
-            return value.astimezone(UTC) if value is not None else None
-        except OverflowError:
-            raise ValueError("out of range once converted to UTC") from None
-
-    @model_validator(mode="after")
-    def _range(self) -> ReportForm:
-        if self.since is not None and self.until is not None and self.since >= self.until:
-            raise ValueError("since must be earlier than until")
-        return self
 
     def query(self) -> reports.ReportQuery | None:
         if self.cluster is None or self.since is None or self.until is None:
@@ -116,7 +99,7 @@ async def write_report_file(
             out.write(reports.csv_header())
         async for change in reports.change_report(session, query):
             if fmt == "csv":
-                out.write(reports.csv_line(change))
+                out.write(reports.object_csv_line(change))
             else:
                 out.write(json.dumps(reports.ndjson_record(change), ensure_ascii=False) + "\n")
             count += 1

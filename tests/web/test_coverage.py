@@ -17,21 +17,13 @@ import pytest
 
 from tests.builders import audit_event
 from tests.conftest import fixture_paths, query_all, requires_fixtures
+from tests.fixture_oracle import MOVED_FROM_EXTENSIONS as MOVED
 from tests.fixture_oracle import expected_from, unwrap
 from tests.web.conftest import TemplateSpy
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session")]
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations" / "versions"
-# Where extensions resources live today (the Kubernetes API reference).
-MOVED = {
-    "networkpolicies": "networking.k8s.io",
-    "ingresses": "networking.k8s.io",
-    "deployments": "apps",
-    "daemonsets": "apps",
-    "replicasets": "apps",
-    "podsecuritypolicies": "policy",
-}
 FINAL = ("ResponseComplete", "Panic")
 
 

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from app.audit.bundle import public_pem
 from app.cli import main
 from tests.conftest import TEST_REDACTION_KEY, fixture_paths, requires_fixtures
+from tests.fixture_oracle import MOVED_FROM_EXTENSIONS as MOVED
 from tests.fixture_oracle import expected_from, unwrap
 from tests.web.conftest import TemplateSpy
 
@@ -27,15 +28,6 @@ WINDOW = {"since": "2000-01-01T00:00:00Z", "until": "2100-01-01T00:00:00Z"}
 WRITES = ("create", "update", "patch", "delete")
 FINAL = ("ResponseComplete", "Panic")
 RANK = {"RequestReceived": 0, "ResponseStarted": 1, "ResponseComplete": 2, "Panic": 3}
-# Where extensions resources live today (the Kubernetes API reference).
-MOVED = {
-    "networkpolicies": "networking.k8s.io",
-    "ingresses": "networking.k8s.io",
-    "deployments": "apps",
-    "daemonsets": "apps",
-    "replicasets": "apps",
-    "podsecuritypolicies": "policy",
-}
 
 
 def name_of(event: dict[str, Any]) -> str | None:
