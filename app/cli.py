@@ -253,7 +253,7 @@ def _report(settings: Settings, args: argparse.Namespace) -> int:
 async def _run_report(settings: Settings, args: argparse.Namespace, url: str) -> int:
     from app.audit import reports
     from app.db import make_engine, make_sessionmaker
-    from app.web.reports import write_report_file
+    from app.report_files import write_report_file
 
     query = reports.ReportQuery(
         cluster=args.cluster,

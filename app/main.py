@@ -27,6 +27,7 @@ from app.ingest.router import router as ingest_router
 from app.metrics import Metrics
 from app.poller.task import PollerTask, start_poller
 from app.redaction_key import make_redactor
+from app.report_schedule import ReportScheduler
 from app.settings import Settings
 from app.web.coverage import router as coverage_web_router
 from app.web.htmx import render_error, wants_html
@@ -52,9 +53,14 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)
         poller = start_poller(app, settings, engine) if settings.es_url else None
+        scheduler = (
+            ReportScheduler(app.state.sessionmaker, settings) if settings.report_schedule else None
+        )
         try:
             yield
         finally:
+            if scheduler is not None:
+                await scheduler.stop()
             if poller is not None:
                 await poller.stop()
             await engine.dispose()

@@ -284,3 +284,9 @@ def _cluster(
         required=required,
         seen=seen,
     )
+
+
+async def clusters_seen(session: AsyncSession) -> list[str]:
+    """Every cluster that has sent anything (from the summary, not the events)."""
+    rows = await session.scalars(select(CoverageHourly.cluster).distinct())
+    return sorted(rows)

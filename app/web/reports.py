@@ -4,43 +4,33 @@ file writer the `audit-timeline report` command uses. The report itself is app/a
 
 from __future__ import annotations
 
-import asyncio
-import json
 import os
 import tempfile
 from datetime import UTC, datetime
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, PlainTextResponse
 from pydantic import Field, field_validator
-from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.background import BackgroundTask
 
 from app.access import require
 from app.audit import reports
-from app.audit.bundle import BundleWriter, public_pem
+from app.audit.bundle import public_pem
 from app.audit.schemas import TimeBounds
 from app.db import SessionDep
-from app.errors import InvalidFilter
+from app.errors import InvalidFilter, NotFound
+from app.report_files import write_report_file
 from app.report_key import load_signing_key
+from app.report_schedule import list_scheduled, scheduled_path
 from app.settings import Settings
 from app.web.htmx import render
-from app.web.templating import get_templates
 
 router = APIRouter(include_in_schema=False)
 api_router = APIRouter(tags=["reports"])
 # The HTML page lists this many objects; the files hold them all.
 HTML_LIMIT = 500
-
-
-def software_version() -> str:
-    try:
-        return version("audit-timeline")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 class ReportForm(TimeBounds):
@@ -61,49 +51,6 @@ class ReportForm(TimeBounds):
         return reports.ReportQuery(
             self.cluster, self.since, self.until, self.namespace, self.resource_group
         )
-
-
-def render_html(changes: list[reports.ObjectChange], query: reports.ReportQuery) -> str:
-    """A standalone HTML document of the report (the CLI's --format html)."""
-    template = get_templates().env.get_template("reports/document.html")
-    return template.render(changes=changes, query=query, now=datetime.now(UTC), limit=None)
-
-
-async def write_report_file(
-    session: AsyncSession,
-    query: reports.ReportQuery,
-    fmt: str,
-    path: Path,
-    *,
-    settings: Settings,
-    base_url: str = "",
-) -> int:
-    """Write the report as html, csv, ndjson or a signed bundle; return the object count."""
-    count = 0
-    if fmt == "bundle":
-        manifest = await reports.write_bundle(
-            session,
-            query,
-            BundleWriter(path),
-            key=load_signing_key(settings),
-            version=software_version(),
-            base_url=base_url,
-        )
-        return int(manifest["row_count"])
-    if fmt == "html":
-        changes = [c async for c in reports.change_report(session, query)]
-        await asyncio.to_thread(path.write_text, render_html(changes, query), encoding="utf-8")
-        return len(changes)
-    with path.open("w", encoding="utf-8", newline="") as out:
-        if fmt == "csv":
-            out.write(reports.csv_header())
-        async for change in reports.change_report(session, query):
-            if fmt == "csv":
-                out.write(reports.object_csv_line(change))
-            else:
-                out.write(json.dumps(reports.ndjson_record(change), ensure_ascii=False) + "\n")
-            count += 1
-    return count
 
 
 @router.get("/reports", response_class=HTMLResponse, name="reports")
@@ -131,6 +78,8 @@ async def reports_page(
         limit=HTML_LIMIT,
         params=params,
         groups=list(reports.RESOURCE_GROUPS),
+        scheduled=list_scheduled(request.app.state.settings),
+        schedule=request.app.state.settings.report_schedule,
         now=datetime.now(UTC),
     )
 
@@ -171,6 +120,15 @@ async def report_file(
         filename=f"change-report-{stamp}.{fmt}",
         background=BackgroundTask(path.unlink),
     )
+
+
+@router.get("/reports/scheduled/{name}", dependencies=[Depends(require("exporter"))])
+async def scheduled_file(request: Request, name: str) -> FileResponse:
+    """A kept scheduled bundle (names as listed on /reports only)."""
+    path = scheduled_path(request.app.state.settings, name)
+    if path is None:
+        raise NotFound(f"no scheduled report named {name[:100]!r}")
+    return FileResponse(path, media_type="application/zip", filename=name)
 
 
 @api_router.get(

@@ -8,6 +8,7 @@ import io
 import json
 import zipfile
 from collections import defaultdict
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -244,3 +245,37 @@ async def test_reports_page_files_and_public_key(
     bundle = await web.get("/reports/report.zip", params=params)
     with zipfile.ZipFile(io.BytesIO(bundle.content)) as z:
         assert z.read("public-key.pem").decode() == pem.text
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_scheduled_daily_bundles_are_kept_listed_and_verify(
+    app: Any, web: httpx.AsyncClient, spy: TemplateSpy, tmp_path: Path
+) -> None:
+    from datetime import UTC, datetime
+
+    from app.audit.bundle import load_public_key, verify_bundle
+    from app.report_schedule import last_period, run_due
+
+    assert last_period(datetime(2026, 11, 25, 8, tzinfo=UTC), "weekly") == (
+        datetime(2026, 11, 16, tzinfo=UTC),
+        datetime(2026, 11, 23, tzinfo=UTC),
+    )
+    path = next(p for p in fixture_paths() if p.name.startswith("openshift-clo__apiaudit"))
+    items = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    body = {"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "items": items}
+    assert (await web.post("/ingest", json=body, params={"cluster": "oc"})).status_code == 200
+    stamps = sorted(item["stageTimestamp"] for item in items)
+    day = datetime.fromisoformat(stamps[-1][:10]).replace(tzinfo=UTC)
+    settings = app.state.settings.model_copy(update={"report_schedule": "daily"})
+    now = day.replace(hour=3) + timedelta(days=1)
+    [made] = await run_due(app.state.sessionmaker, settings, now=now)
+    assert made.name == f"change-report-oc-{day:%Y%m%d}-{now:%Y%m%d}.zip"
+    assert await run_due(app.state.sessionmaker, settings, now=now) == []  # kept, not redone
+    pem = (await web.get("/api/v1/reports/public-key")).text.encode()
+    assert verify_bundle(made, public_key=load_public_key(pem, source="api")).is_valid
+    app.state.settings = settings
+    await web.get("/reports")
+    assert [r.name for r in spy.context["scheduled"]] == [made.name]
+    download = await web.get(f"/reports/scheduled/{made.name}")
+    assert download.content == made.read_bytes()
+    assert (await web.get("/reports/scheduled/..%2Fredaction.key")).status_code == 404
