@@ -657,7 +657,11 @@ def _conditions(rule: Rule, req: Requirement) -> list[str] | None:
     if rule.users:
         conditions.append(f"users {list(rule.users)}")
     if rule.user_groups:
-        conditions.append(f"userGroups {list(rule.user_groups)}")
+        # system:authenticated is every user but the anonymous one: "some requests" in name only.
+        everyone = (
+            " (every authenticated user)" if "system:authenticated" in rule.user_groups else ""
+        )
+        conditions.append(f"userGroups {list(rule.user_groups)}{everyone}")
     if not rule.namespaces and not rule.resources:
         return None if rule.non_resource_urls else conditions
     if rule.namespaces:

@@ -313,6 +313,19 @@ def test_user_and_namespace_rules_before_the_decider_are_exceptions() -> None:
     ]
 
 
+def test_authenticated_group_exception_is_named_as_everyone() -> None:
+    policy = policy_of(
+        """
+        - level: Metadata
+          userGroups: ["system:authenticated"]
+        - level: RequestResponse
+        """
+    )
+    result = check_pair(policy, REQ, must_omit=frozenset())  # type: ignore[arg-type]
+    assert result.verdict == "partly met"
+    assert result.exceptions[0].condition.endswith("(every authenticated user)")
+
+
 def test_cluster_scoped_namespace_rule() -> None:
     policy = policy_of(
         """
