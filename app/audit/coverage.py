@@ -108,7 +108,10 @@ def _hour_floor(value: datetime) -> datetime:
 
 def _hour_ceil(value: datetime) -> datetime:
     floor = _hour_floor(value)
-    return floor if floor == value else floor + timedelta(hours=1)
+    if floor == value or floor.year == 9999 and floor.month == 12 and floor.day == 31:
+        # The last hour datetime can hold: rounding up would overflow; nothing lies beyond.
+        return floor if floor == value else floor.replace(minute=59, second=59, microsecond=999999)
+    return floor + timedelta(hours=1)
 
 
 def required_pairs(requirements: Sequence[Requirement]) -> list[Requirement]:

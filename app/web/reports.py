@@ -45,6 +45,13 @@ class ReportForm(TimeBounds):
     def _blank_text(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
+    @field_validator("cluster", "namespace")
+    @classmethod
+    def _no_nul(cls, value: str | None) -> str | None:
+        if value is not None and "\x00" in value:
+            raise ValueError("must not contain NUL characters")
+        return value
+
     def query(self) -> reports.ReportQuery | None:
         if self.cluster is None or self.since is None or self.until is None:
             return None

@@ -247,3 +247,31 @@ async def test_amber_for_missing_response_bodies_and_stale_pairs(
     # 23.5 hours before the newest event: within COVERAGE_STALE_AFTER (24 h).
     assert pods["create"]["status"] == "ok"
     assert cluster["is_stale"]  # nothing from c3 in the last 24 hours of the real clock
+
+
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        ("/api/v1/coverage", {"until": "9999-12-31T23:30:00Z"}),
+        ("/api/v1/coverage", {"since": "0001-01-01T00:00:00Z", "window": "30d"}),
+        ("/api/v1/coverage", {"cluster": "a\x00b"}),
+        ("/api/v1/coverage", {"window": "1y"}),
+        (
+            "/reports",
+            {"cluster": "a\x00b", "since": "2026-01-01T00:00:00Z", "until": "2027-01-01T00:00:00Z"},
+        ),
+        (
+            "/reports",
+            {"cluster": "c", "since": "0001-01-01T00:00:00Z", "until": "9999-12-31T23:59:59Z"},
+        ),
+        ("/reports", {"since": "yesterday"}),
+        ("/reports/report.csv", {"cluster": "c", "namespace": "n\x00"}),
+    ],
+)
+async def test_hostile_parameters_get_answers_not_5xx(
+    client: httpx.AsyncClient, path: str, params: dict[str, str]
+) -> None:
+    response = await client.get(path, params=params)
+    assert response.status_code < 500, response.text
+    if response.status_code >= 400:
+        assert "must" in response.text or "invalid" in response.text or "Input" in response.text
