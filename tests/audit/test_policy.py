@@ -466,3 +466,13 @@ def test_cli_exit_codes_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[s
     out = capsys.readouterr().out
     assert "FAIL create roles.rbac.authorization.k8s.io" in out
     assert "no rule matches" in out
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted((POLICIES.parents[2] / "deploy" / "kubernetes").glob("audit-policy*.yaml")),
+    ids=lambda p: p.name,
+)
+def test_shipped_audit_policies_meet_the_calico_requirements(path: Path) -> None:
+    # The policies the project tells users to deploy must pass its own checker.
+    assert main(["check-policy", str(path)]) == 0
