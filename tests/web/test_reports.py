@@ -279,3 +279,34 @@ async def test_scheduled_daily_bundles_are_kept_listed_and_verify(
     download = await web.get(f"/reports/scheduled/{made.name}")
     assert download.content == made.read_bytes()
     assert (await web.get("/reports/scheduled/..%2Fredaction.key")).status_code == 404
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_report_files_need_the_exporter_role(database_url: str, tmp_path: Path) -> None:
+    from app.main import create_app
+    from tests.conftest import make_settings
+
+    settings = make_settings(
+        database_url, tmp_path, host="0.0.0.0", access_tokens="v=viewer,e=exporter"
+    )
+    app = create_app(settings)
+    params = {"cluster": "c", **WINDOW}
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http,
+    ):
+        for path, viewer in (
+            ("/coverage", 200),
+            ("/api/v1/coverage", 200),
+            ("/reports", 200),
+            ("/api/v1/reports/public-key", 200),
+            ("/reports/report.csv", 403),
+            ("/reports/report.zip", 403),
+        ):
+            response = await http.get(path, params=params, headers={"Authorization": "Bearer v"})
+            assert response.status_code == viewer, path
+            assert (await http.get(path, params=params)).status_code == 401, path
+        exporter = await http.get(
+            "/reports/report.zip", params=params, headers={"Authorization": "Bearer e"}
+        )
+        assert exporter.status_code == 200
