@@ -98,7 +98,7 @@ async def run(url: str, count: int, data_dir: Path) -> None:
     ]  # fmt: skip
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
             print(f"{'filter':28} {'depth':>8} {'keyset API ms':>14} {'OFFSET SQL ms':>14}")
             for label, params, where in cases:
                 with psycopg.connect(url) as conn:

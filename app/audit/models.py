@@ -157,6 +157,9 @@ class QuarantinedItem(Base):
     error: Mapped[str] = mapped_column(Text)
     # True when secret values were replaced in `raw` before it was stored.
     is_redacted: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    # Bytes that did not parse and held (or may hold) secrets: the received bytes encrypted
+    # (app/audit/seal.py); `raw` then holds only a redacted copy, or nothing.
+    raw_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
     received_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )

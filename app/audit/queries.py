@@ -6,10 +6,10 @@ transaction).
 
 from __future__ import annotations
 
-import hashlib
+import asyncio
 import json
 import logging
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -50,7 +50,6 @@ EVENT_COLUMNS = tuple(
 )
 _JSON_COLUMNS = frozenset(c.name for c in AuditEvent.__table__.columns if isinstance(c.type, JSONB))
 _COLUMN_LIST = ", ".join(EVENT_COLUMNS)
-_QUARANTINE_CHUNK = 5000
 
 
 def _copy_value(column: str, value: Any) -> Any:
@@ -58,6 +57,34 @@ def _copy_value(column: str, value: Any) -> Any:
         # stdlib json keeps integers beyond 64 bits exact (lossless storage).
         return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
     return value
+
+
+# Rows written to a COPY between two yields to the event loop: a 50,000-row batch must not
+# hold the loop (and every other request) for seconds.
+_COPY_ROWS_PER_YIELD = 500
+
+
+async def _driver_connection(session: AsyncSession) -> Any:
+    connection = await session.connection()
+    raw = (await connection.get_raw_connection()).driver_connection
+    assert raw is not None  # an open pool connection always has its driver connection
+    return raw
+
+
+async def _copy_to_staging(
+    cursor: Any, *, staging: str, table: str, columns: str, rows: Iterable[Sequence[Any]]
+) -> None:
+    """COPY rows (each prefixed with its ordinal) into a per-connection temporary table shaped
+    like table, emptied at commit."""
+    await cursor.execute(
+        f"CREATE TEMP TABLE IF NOT EXISTS {staging} ON COMMIT DELETE ROWS AS"
+        f" SELECT 0 AS ordinal, {columns} FROM {table} WITH NO DATA"
+    )
+    async with cursor.copy(f"COPY {staging} (ordinal, {columns}) FROM STDIN") as copy:
+        for ordinal, values in enumerate(rows):
+            await copy.write_row((ordinal, *values))
+            if ordinal % _COPY_ROWS_PER_YIELD == _COPY_ROWS_PER_YIELD - 1:
+                await asyncio.sleep(0)
 
 
 async def insert_events(
@@ -72,18 +99,15 @@ async def insert_events(
     # rate of a multi-row INSERT (bench/ingest_throughput.py). Inserting in key order means
     # concurrent overlapping batches take their unique-index locks in the same order, so
     # they cannot deadlock; within a key, the ordinal makes the first occurrence win.
-    connection = await session.connection()
-    raw = (await connection.get_raw_connection()).driver_connection
-    assert raw is not None  # an open pool connection always has its driver connection
+    raw = await _driver_connection(session)
     async with raw.cursor() as cursor:
-        await cursor.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS incoming_event ON COMMIT DELETE ROWS AS"
-            f" SELECT 0 AS ordinal, {_COLUMN_LIST} FROM audit_event WITH NO DATA"
+        await _copy_to_staging(
+            cursor,
+            staging="incoming_event",
+            table="audit_event",
+            columns=_COLUMN_LIST,
+            rows=([_copy_value(c, row[c]) for c in EVENT_COLUMNS] for row in rows),
         )
-        copy_sql = f"COPY incoming_event (ordinal, {_COLUMN_LIST}) FROM STDIN"
-        async with cursor.copy(copy_sql) as copy:
-            for ordinal, row in enumerate(rows):
-                await copy.write_row([ordinal, *(_copy_value(c, row[c]) for c in EVENT_COLUMNS)])
         await cursor.execute(
             f"INSERT INTO audit_event ({_COLUMN_LIST}) SELECT {_COLUMN_LIST}"
             " FROM incoming_event ORDER BY cluster, audit_id, stage, ordinal"
@@ -104,6 +128,12 @@ async def insert_events(
     return inserted, differing
 
 
+_QUARANTINE_COLUMNS = (
+    "cluster", "source", "origin", "raw", "raw_sha256", "error", "is_redacted", "raw_sealed"
+)  # fmt: skip
+_QUARANTINE_LIST = ", ".join(_QUARANTINE_COLUMNS)
+
+
 async def insert_quarantined(
     session: AsyncSession, rows: Sequence[QuarantineRow], *, cluster: str | None, source: str
 ) -> int:
@@ -111,26 +141,35 @@ async def insert_quarantined(
     kept twice); return how many items were quarantined."""
     if not rows:
         return 0
-    values = {
-        (cluster, source, hashlib.sha256(row.raw).digest()): {
-            "cluster": cluster,
-            "source": source,
-            "origin": row.origin,
-            "raw": row.raw,
-            "raw_sha256": hashlib.sha256(row.raw).digest(),
-            "error": row.error,
-            "is_redacted": row.is_redacted,
-        }
-        for row in reversed(rows)
-    }
-    unique = list(values.values())[::-1]
-    # Chunks keep each INSERT below PostgreSQL's 65,535 bind parameters.
-    for start in range(0, len(unique), _QUARANTINE_CHUNK):
-        await session.execute(
-            pg_insert(QuarantinedItem)
-            .values(unique[start : start + _QUARANTINE_CHUNK])
-            .on_conflict_do_nothing(index_elements=["source", "cluster", "raw_sha256"])
+    # COPY into a staging table, then one INSERT ... SELECT in arrival order: the first copy of
+    # repeated bytes wins, and nothing is compiled per row on the event loop.
+    raw = await _driver_connection(session)
+    async with raw.cursor() as cursor:
+        await _copy_to_staging(
+            cursor,
+            staging="incoming_quarantine",
+            table="quarantined_item",
+            columns=_QUARANTINE_LIST,
+            rows=(
+                (
+                    cluster,
+                    source,
+                    row.origin,
+                    row.raw,
+                    row.digest,
+                    row.error,
+                    row.is_redacted,
+                    row.sealed,
+                )
+                for row in rows
+            ),  # fmt: skip
         )
+        await cursor.execute(
+            f"INSERT INTO quarantined_item ({_QUARANTINE_LIST}) SELECT {_QUARANTINE_LIST}"
+            " FROM incoming_quarantine ORDER BY ordinal"
+            " ON CONFLICT (source, cluster, raw_sha256) DO NOTHING"
+        )
+        await cursor.execute("TRUNCATE incoming_quarantine")
     return len(rows)
 
 
@@ -259,6 +298,14 @@ async def get_event(session: AsyncSession, event_id: int) -> AuditEvent:
     if event is None:
         raise NotFound(f"audit event {event_id} not found")
     return event
+
+
+async def get_quarantined(session: AsyncSession, item_id: int) -> QuarantinedItem:
+    """The quarantined item with this id; raise NotFound otherwise."""
+    item = await session.get(QuarantinedItem, item_id)
+    if item is None:
+        raise NotFound(f"quarantined item {item_id} not found")
+    return item
 
 
 async def get_file_checkpoint(session: AsyncSession, *, path: str) -> FileCheckpoint | None:

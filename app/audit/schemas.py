@@ -241,7 +241,9 @@ class FacetCounts(BaseModel):
 
 class QuarantinedOut(BaseModel):
     """An item that was not stored as an event, and why. `raw` is the received bytes as text
-    (secret values redacted when the item parsed), cut at 4 KiB."""
+    (secret values redacted, also in bytes that did not parse), cut at 4 KiB. `is_sealed`: the
+    received bytes are kept encrypted (GET .../{id}/raw, admin) and `raw` is only the redacted
+    copy, empty when the bytes could not be scanned for secrets."""
 
     id: int
     cluster: str | None
@@ -250,6 +252,7 @@ class QuarantinedOut(BaseModel):
     error: str
     received_at: datetime
     is_redacted: bool
+    is_sealed: bool = False
     size: int
     raw: str
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
+from urllib.parse import unquote
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, HTTPException, Path, Query, Request, status
 from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -139,24 +140,36 @@ async def _history(
     )
 
 
-@router.get(
-    "/objects/{cluster}/namespaces/{namespace}/{resource}/{name}",
-    response_class=HTMLResponse,
-    name="namespaced_object",
-)
-@router.get(
-    "/objects/{cluster}/{resource}/{name}", response_class=HTMLResponse, name="cluster_object"
-)
+def object_segments(request: Request) -> list[str]:
+    """The path segments after /objects/, split on the slashes as sent: a name or namespace
+    with an encoded slash (%2F, common in CRDs) stays one segment."""
+    raw_path: bytes = request.scope.get("raw_path") or request.url.path.encode()
+    tail = raw_path.partition(b"?")[0].decode("latin-1").split("/objects/", 1)[-1]
+    return [unquote(part) for part in tail.split("/")]
+
+
+@router.get("/objects/{object_path:path}", response_class=HTMLResponse, name="object")
 async def object_history(
     request: Request,
-    cluster: str,
-    resource: str,
-    name: str,
+    object_path: str,
     session: SessionDep,
-    namespace: str | None = None,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> HTMLResponse:
-    """One object's events; the second URL form is for cluster-scoped objects."""
-    return await _history(
-        request, session, parse_object_key(cluster, resource, namespace, name), cursor
-    )
+    """One object's events: /objects/{cluster}/namespaces/{namespace}/{resource}/{name}, or
+    /objects/{cluster}/{resource}/{name} for cluster-scoped objects; segments percent-encoded."""
+    segments = object_segments(request)
+    if len(segments) == 5 and segments[1] == "namespaces":
+        cluster, _, namespace, resource, name = segments
+        key = parse_object_key(cluster, resource, namespace, name)
+    elif len(segments) == 3:
+        cluster, resource, name = segments
+        key = parse_object_key(cluster, resource, None, name)
+    else:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND,
+            detail="object URLs are /objects/{cluster}[/namespaces/{namespace}]/{resource}/{name}"
+            " (encode a / inside a segment as %2F)",
+        )
+    if not all(segments):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="an object URL segment is empty")
+    return await _history(request, session, key, cursor)

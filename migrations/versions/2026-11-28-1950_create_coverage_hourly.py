@@ -1,7 +1,7 @@
 """Create coverage_hourly: per hour and kind of request, what arrived (the coverage summary).
 
 Revision ID: c0e1a2b3d4f5
-Revises: 5c1d2e7a9b10
+Revises: 8a4c1e0d2b77
 Create Date: 2026-11-28 19:50:00+00:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "c0e1a2b3d4f5"
-down_revision: str | None = "5c1d2e7a9b10"
+down_revision: str | None = "8a4c1e0d2b77"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -62,11 +62,14 @@ async def api(
     app = create_app(make_settings(url, tmp_path_factory.mktemp("api")))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
             for path in fixture_paths():
                 body = path.read_bytes()
                 response = await client.post(
-                    "/ingest", content=body, params={"cluster": cluster_of(path)}
+                    "/ingest",
+                    content=body,
+                    params={"cluster": cluster_of(path)},
+                    headers={"content-type": "application/x-ndjson"},
                 )
                 assert response.status_code == 200, response.text
             yield client

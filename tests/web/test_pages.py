@@ -325,7 +325,7 @@ async def test_export_routes_match_events_and_neutralise_formulas(web: httpx.Asy
         "'@SUM(A1)",
         "plain",
     }
-    assert rows[0]["event_url"] == f"http://test/changes/{api[0]['id']}"
+    assert rows[0]["event_url"] == f"http://localhost/changes/{api[0]['id']}"
     ndjson = await web.get("/api/v1/events/export.ndjson")
     lines = ndjson.text.splitlines()
     assert len(lines) == 6
