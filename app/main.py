@@ -17,6 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.access import AccessPolicy, require
+from app.api.coverage import router as coverage_api_router
 from app.api.docs import router as docs_router
 from app.api.router import quarantine_router
 from app.api.router import router as events_router
@@ -30,9 +31,13 @@ from app.ingest.router import router as ingest_router
 from app.metrics import Metrics
 from app.poller.task import PollerTask, start_poller
 from app.redaction_key import make_redactor
+from app.report_schedule import ReportScheduler
 from app.settings import Settings
+from app.web.coverage import router as coverage_web_router
 from app.web.hosts import HostOriginMiddleware, HostPolicy
 from app.web.htmx import render_error, wants_html
+from app.web.reports import api_router as reports_api_router
+from app.web.reports import router as reports_web_router
 from app.web.router import router as web_router
 from app.web.security import SecurityHeadersMiddleware
 from app.web.templating import STATIC_DIR
@@ -53,9 +58,14 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)
         poller = start_poller(app, settings, engine) if settings.es_url else None
+        scheduler = (
+            ReportScheduler(app.state.sessionmaker, settings) if settings.report_schedule else None
+        )
         try:
             yield
         finally:
+            if scheduler is not None:
+                await scheduler.stop()
             if poller is not None:
                 await poller.stop()
             await engine.dispose()
@@ -90,6 +100,10 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(events_router, prefix="/events", dependencies=viewer)
     app.include_router(quarantine_router, prefix="/api/v1/quarantine", dependencies=admin)
     app.include_router(web_router, dependencies=viewer)
+    app.include_router(coverage_api_router, prefix="/api/v1/coverage", dependencies=viewer)
+    app.include_router(coverage_web_router, dependencies=viewer)
+    app.include_router(reports_web_router, dependencies=viewer)
+    app.include_router(reports_api_router, prefix="/api/v1/reports", dependencies=viewer)
     app.include_router(docs_router)
     # static/vendor/ is filled by scripts/vendor-assets (htmx and swagger-ui-dist from the
     # pinned npm packages).

@@ -100,6 +100,15 @@ class Settings(BaseSettings):
     redact_paths: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     demo_fixtures_dir: Path | None = None
+    # /coverage: a required (resource, verb) not seen for this long before the cluster's newest
+    # event is amber (stale); a cluster with nothing this recent is flagged as a whole.
+    coverage_stale_after: timedelta = timedelta(hours=24)
+    # Scheduled change reports (signed bundles under data_dir/reports, listed on /reports).
+    report_schedule: Literal["daily", "weekly"] | None = None
+    report_schedule_resource_group: (
+        Literal["network-policy", "rbac", "workload-identity"] | None
+    ) = None
+    report_schedule_check: timedelta = timedelta(minutes=10)
 
     es_url: Annotated[list[str], NoDecode] = Field(default_factory=list)
     es_index: str = "tigera_secure_ee_audit_kube.*,calico_auditlogs.*"

@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
@@ -74,10 +75,13 @@ def peak_rss_kib(pid: int) -> int:
     raise RuntimeError("no VmHWM in /proc status")
 
 
-async def insert_template(url: str, settings: Settings) -> None:
+async def insert_template(
+    url: str, settings: Settings, template: dict[str, Any] = TEMPLATE
+) -> None:
+    """Store the one event that INSERT ... SELECT generate_series then copies."""
     engine = make_engine(url, pool_size=1)
     batch = prepare_batch(
-        [RawItem(json.dumps(TEMPLATE).encode(), value=TEMPLATE, origin="bench")],
+        [RawItem(json.dumps(template).encode(), value=template, origin="bench")],
         cluster="bench",
         source="file",
         redactor=make_redactor(settings),

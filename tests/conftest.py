@@ -67,7 +67,8 @@ def _clean_tables(request: pytest.FixtureRequest) -> Iterator[None]:
         url = request.getfixturevalue("database_url")
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(
-                "TRUNCATE audit_event, quarantined_item, file_checkpoint, poll_checkpoint"
+                "TRUNCATE audit_event, quarantined_item, file_checkpoint, poll_checkpoint,"
+                " coverage_hourly"
                 " RESTART IDENTITY"
             )
 

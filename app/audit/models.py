@@ -116,6 +116,32 @@ class AuditEvent(Base):
     )
 
 
+class CoverageHourly(Base):
+    """What arrived, per hour and kind of request: the summary the coverage page reads.
+
+    Kept by the trigger audit_event_coverage (migration 2026-11-28-1951) from the rows each
+    INSERT actually stored, so retries and duplicates are not counted twice. A request is
+    counted once, by its final stage (ResponseComplete or Panic); other stages are counted
+    apart. Pruning events does not lower these counts: they say what was received.
+    """
+
+    __tablename__ = "coverage_hourly"
+
+    cluster: Mapped[str] = mapped_column(Text, primary_key=True)
+    hour: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    api_group: Mapped[str] = mapped_column(Text, primary_key=True)
+    resource: Mapped[str] = mapped_column(Text, primary_key=True)
+    subresource: Mapped[str] = mapped_column(Text, primary_key=True)
+    verb: Mapped[str] = mapped_column(Text, primary_key=True)
+    level: Mapped[str] = mapped_column(Text, primary_key=True)
+    source: Mapped[str] = mapped_column(Text, primary_key=True)
+    requests: Mapped[int] = mapped_column(BigInteger)
+    request_bodies: Mapped[int] = mapped_column(BigInteger)
+    response_bodies: Mapped[int] = mapped_column(BigInteger)
+    other_stages: Mapped[int] = mapped_column(BigInteger)
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class QuarantinedItem(Base):
     """Input that could not be parsed or validated: kept byte for byte with the reason."""
 

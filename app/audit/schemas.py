@@ -9,7 +9,7 @@ import base64
 import binascii
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from pydantic import (
     AwareDatetime,
@@ -309,3 +309,31 @@ def event_fields(row: AuditEvent) -> dict[str, object]:
         "source": row.source,
         "url": f"/api/v1/events/{row.id}",
     }
+
+
+class TimeBounds(BaseModel):
+    """A [since, until) window read from a query: both UTC, since first, blank means unset."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    since: AwareDatetime | None = None
+    until: AwareDatetime | None = None
+
+    @field_validator("since", "until", mode="before")
+    @classmethod
+    def _blank(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("since", "until")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        try:
+            return value.astimezone(UTC) if value is not None else None
+        except OverflowError:
+            raise ValueError("out of range once converted to UTC") from None
+
+    @model_validator(mode="after")
+    def _range(self) -> Self:
+        if self.since is not None and self.until is not None and self.since >= self.until:
+            raise ValueError("since must be earlier than until")
+        return self

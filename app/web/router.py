@@ -13,7 +13,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request, status
 from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 
-from app.audit import queries
+from app.audit import gaps, queries
 from app.audit.normalize import canonical_group
 from app.audit.queries import ObjectKey
 from app.audit.schemas import WINDOWS, TimelineFilter
@@ -114,6 +114,7 @@ async def change(
         lines=lines,
         view=view,
         raw=raw,
+        gap_list=await gaps.event_gaps(session, row),
         now=datetime.now(UTC),
     )
 
@@ -132,6 +133,7 @@ async def _history(
         partial="objects/_history.html",
         key=key,
         entries=entries,
+        gaps=gaps.gap_markers(rows, previous=before_page),
         next_cursor=next_cursor,
         this_url=views.object_url(key),
         now=datetime.now(UTC),

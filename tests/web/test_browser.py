@@ -288,3 +288,35 @@ def test_follow_waits_while_reading_further_down(page: Page, live_server: LiveSe
     expect(page.locator("#follow-status")).to_have_text(
         "Following: newest events every 5 s", timeout=12_000
     )
+
+
+def test_coverage_and_change_report_pages(page: Page, live_server: LiveServer) -> None:
+    # Coverage: the verdict table agrees with GET /api/v1/coverage; the window form swaps it.
+    with httpx.Client(base_url=live_server.url) as http:
+        api = http.get("/api/v1/coverage", params={"cluster": "fixtures"}).json()
+    [cluster] = api["clusters"]
+    red = [r for r in cluster["required"] if r["status"] == "red"]
+    page.goto("/coverage?cluster=fixtures")
+    expect(page.locator("article.cluster-coverage h2")).to_have_text("Cluster fixtures")
+    expect(page.locator("table.coverage tr.cov-red")).to_have_count(len(red))
+    page.select_option("select[name=window]", "7d")
+    page.get_by_role("button", name="Show").click()
+    expect(page).to_have_url(re.compile(r"window=7d"))
+    # The fixtures are years old: nothing in the last 7 days, every required pair red.
+    expect(page.locator("table.coverage tr.cov-red")).to_have_count(len(cluster["required"]))
+    # Reports: the form gives the objects of the window, linked to their history.
+    page.goto("/reports")
+    page.fill("input[name=cluster]", "fixtures")
+    page.fill("input[name=since]", "2000-01-01T00:00:00Z")
+    page.fill("input[name=until]", "2100-01-01T00:00:00Z")
+    page.select_option("select[name=resource_group]", "rbac")
+    page.get_by_role("button", name="Show report").click()
+    expect(page).to_have_url(re.compile(r"resource_group=rbac"))
+    expect(page.locator("li.report-object").first).to_be_visible()
+    assert page.locator("li.report-object h3 a").first.get_attribute("href", timeout=5000)
+    with page.expect_download() as download:
+        page.get_by_role("link", name="CSV").click()
+    rows = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text("utf-8-sig"))))
+    assert len(rows) == page.locator("li.report-object").count()
+    assert {r["resource"] for r in rows} <= {"roles", "rolebindings", "clusterroles",
+                                             "clusterrolebindings"}  # fmt: skip
