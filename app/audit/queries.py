@@ -46,7 +46,9 @@ class StoreResult:
 EMPTY_RESULT = StoreResult(0, 0, 0)
 # Every audit_event column the normaliser fills (all but id and ingested_at).
 EVENT_COLUMNS = tuple(
-    c.name for c in AuditEvent.__table__.columns if c.name not in ("id", "ingested_at")
+    c.name
+    for c in AuditEvent.__table__.columns
+    if c.name not in ("id", "ingested_at", "is_request_row")
 )
 _JSON_COLUMNS = frozenset(c.name for c in AuditEvent.__table__.columns if isinstance(c.type, JSONB))
 _COLUMN_LIST = ", ".join(EVENT_COLUMNS)
@@ -60,12 +62,61 @@ def _copy_value(column: str, value: Any) -> Any:
     return value
 
 
+# How complete a stage is: a request is shown by its most complete stored stage.
+STAGE_RANK: dict[str, int] = {
+    "RequestReceived": 1,
+    "ResponseStarted": 2,
+    "ResponseComplete": 3,
+    "Panic": 4,
+}
+_RANK_SQL = (
+    "CASE {0}.stage"
+    + "".join(f" WHEN '{stage}' THEN {rank}" for stage, rank in STAGE_RANK.items())
+    + " ELSE 0 END"
+)
+# Per-request advisory locks: a batch with at most this many requests locks each one (64-bit
+# hash keys) under a shared lock on its bucket; a larger batch locks the buckets exclusively,
+# so no transaction holds more than about 2 x _LOCK_BUCKETS locks (PostgreSQL's lock table
+# is max_locks_per_transaction x max_connections entries, shared by all sessions).
+_LOCK_BUCKETS = 512
+_LOCK_CLASS = 0x7B1A  # the (int4, int4) key space of the bucket locks
+_REQUEST_KEY_SQL = "hashtextextended(cluster || chr(31) || audit_id, 0)"
+
+
+async def _lock_requests(cursor: Any) -> None:
+    # Whoever stores stages of a request holds its lock until commit, so the stages already
+    # stored for it are all visible to the INSERT below and none is being added meanwhile:
+    # exactly one stage per request ends up flagged, however batches interleave. Locks are
+    # taken in sorted order (buckets, then requests), so lockers cannot deadlock each other.
+    await cursor.execute(
+        f"SELECT count(DISTINCT {_REQUEST_KEY_SQL}) FROM incoming_event"
+    )
+    row = await cursor.fetchone()
+    requests = int(row[0]) if row else 0
+    bucket = f"(({_REQUEST_KEY_SQL} % {_LOCK_BUCKETS}) + {_LOCK_BUCKETS}) % {_LOCK_BUCKETS}"
+    if requests > _LOCK_BUCKETS:
+        await cursor.execute(
+            f"SELECT pg_advisory_xact_lock({_LOCK_CLASS}, b::int) FROM"
+            f" (SELECT DISTINCT {bucket} AS b FROM incoming_event ORDER BY 1 OFFSET 0) s"
+        )
+        return
+    await cursor.execute(
+        f"SELECT pg_advisory_xact_lock_shared({_LOCK_CLASS}, b::int) FROM"
+        f" (SELECT DISTINCT {bucket} AS b FROM incoming_event ORDER BY 1 OFFSET 0) s"
+    )
+    await cursor.execute(
+        "SELECT pg_advisory_xact_lock(k) FROM"
+        f" (SELECT DISTINCT {_REQUEST_KEY_SQL} AS k FROM incoming_event ORDER BY 1 OFFSET 0) s"
+    )
+
+
 async def insert_events(
     session: AsyncSession, rows: Sequence[dict[str, Any]]
 ) -> tuple[int, list[tuple[int, int]]]:
     """Insert rows; an identity (cluster, audit_id, stage) already taken, in the database or
-    earlier in rows, is skipped. Return how many were new, and (index in rows, stored id) for
-    each skipped row whose content differs from the stored one."""
+    earlier in rows, is skipped. Keep is_request_row on the most complete stage of each
+    request. Return how many were new, and (index in rows, stored id) for each skipped row
+    whose content differs from the stored one."""
     if not rows:
         return 0, []
     # COPY into a per-connection staging table, then one INSERT ... SELECT: about 4x the
@@ -84,12 +135,34 @@ async def insert_events(
         async with cursor.copy(copy_sql) as copy:
             for ordinal, row in enumerate(rows):
                 await copy.write_row([ordinal, *(_copy_value(c, row[c]) for c in EVENT_COLUMNS)])
+        await _lock_requests(cursor)
+        # A new row is its request's row when it is the batch's most complete stage of the
+        # request and more complete than every stage stored before; the row it supersedes
+        # loses the flag in the same statement (the UPDATE does not see the CTE's inserts).
         await cursor.execute(
-            f"INSERT INTO audit_event ({_COLUMN_LIST}) SELECT {_COLUMN_LIST}"
-            " FROM incoming_event ORDER BY cluster, audit_id, stage, ordinal"
+            "WITH stored AS ("
+            f" SELECT a.cluster, a.audit_id, max({_RANK_SQL.format('a')}) AS best"
+            " FROM audit_event a JOIN (SELECT DISTINCT cluster, audit_id FROM incoming_event) r"
+            " ON a.cluster = r.cluster AND a.audit_id = r.audit_id GROUP BY 1, 2),"
+            " ranked AS ("
+            f" SELECT i.*, {_RANK_SQL.format('i')} AS stage_rank,"
+            f" max({_RANK_SQL.format('i')}) OVER (PARTITION BY i.cluster, i.audit_id) AS top,"
+            " coalesce(s.best, 0) AS best"
+            " FROM incoming_event i LEFT JOIN stored s"
+            " ON s.cluster = i.cluster AND s.audit_id = i.audit_id),"
+            f" inserted AS (INSERT INTO audit_event ({_COLUMN_LIST}, is_request_row)"
+            f" SELECT {_COLUMN_LIST}, stage_rank = top AND stage_rank > best FROM ranked"
+            " ORDER BY cluster, audit_id, stage, ordinal"
             " ON CONFLICT (cluster, audit_id, stage) DO NOTHING"
+            " RETURNING cluster, audit_id, stage, is_request_row),"
+            " superseded AS (UPDATE audit_event a SET is_request_row = false FROM inserted n"
+            " WHERE n.is_request_row AND a.is_request_row"
+            " AND a.cluster = n.cluster AND a.audit_id = n.audit_id AND a.stage <> n.stage"
+            " RETURNING a.id)"
+            " SELECT count(*) FROM inserted"
         )
-        inserted = cursor.rowcount
+        count_row = await cursor.fetchone()
+        inserted = int(count_row[0]) if count_row else 0
         # What was just inserted equals itself: this finds only skipped rows that differ.
         await cursor.execute(
             "SELECT i.ordinal, a.id FROM incoming_event i JOIN audit_event a"
@@ -183,6 +256,22 @@ def _group_condition(resource: str, group: str) -> ColumnElement[bool]:
     return stored.in_(aliases)
 
 
+def _like_escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _user_condition(users: Sequence[str]) -> ColumnElement[bool]:
+    # "name*" is a prefix (LIKE 'name%', served by the text_pattern_ops indexes).
+    exact = [u for u in users if not u.endswith("*")]
+    prefixes = [_like_escape(u.rstrip("*")) + "%" for u in users if u.endswith("*")]
+    ors: list[ColumnElement[bool]] = []
+    for column in (AuditEvent.username, AuditEvent.impersonated_user):
+        if exact:
+            ors.append(column.in_(exact))
+        ors += [column.like(p, escape="\\") for p in prefixes]
+    return or_(*ors)
+
+
 def _filter_conditions(f: TimelineFilter) -> list[ColumnElement[bool]]:
     conditions: list[ColumnElement[bool]] = []
     if f.resource:
@@ -203,9 +292,19 @@ def _filter_conditions(f: TimelineFilter) -> list[ColumnElement[bool]]:
     if f.namespace:
         conditions.append(AuditEvent.namespace.in_(f.namespace))
     if f.user:
+        conditions.append(_user_condition(f.user))
+    if f.group:
         conditions.append(
-            or_(AuditEvent.username.in_(f.user), AuditEvent.impersonated_user.in_(f.user))
+            or_(
+                AuditEvent.user_groups.overlap(f.group),
+                AuditEvent.impersonated_groups.overlap(f.group),
+            )
         )
+    if f.is_per_request():
+        # Bare column (not IS TRUE): the partial indexes' predicate must match it literally.
+        conditions.append(AuditEvent.is_request_row)
+    if f.stage:
+        conditions.append(AuditEvent.stage.in_(f.stage))
     if f.verb:
         conditions.append(AuditEvent.verb.in_(f.verb))
     elif f.is_changes_only():
@@ -227,8 +326,7 @@ def _filter_conditions(f: TimelineFilter) -> list[ColumnElement[bool]]:
     elif f.status is not None:
         conditions.append(AuditEvent.response_code == int(f.status))
     if f.q:
-        escaped = f.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        conditions.append(AuditEvent.name.ilike(f"%{escaped}%", escape="\\"))
+        conditions.append(AuditEvent.name.ilike(f"%{_like_escape(f.q)}%", escape="\\"))
     return conditions
 
 
@@ -336,6 +434,7 @@ FACET_COLUMNS: dict[str, Any] = {
     "user": AuditEvent.username,
     "verb": AuditEvent.verb,
     "cluster": AuditEvent.cluster,
+    "stage": AuditEvent.stage,
 }
 # Responses that are a version of the object (the whole object, not a Status or a Scale).
 _VERSION_SUBRESOURCES = ("status",)
@@ -392,10 +491,46 @@ async def facet_counts(
             for facet, value, flag in zip(facets, values, grouped, strict=True):
                 if flag == 0 and value is not None:
                     counts[facet].append((str(value), int(n)))
+    counts["group"] = await _group_counts(session, f)
     return {
         facet: sorted(pairs, key=lambda pair: (-pair[1], pair[0]))[:limit]
         for facet, pairs in counts.items()
     }
+
+
+async def _group_counts(session: AsyncSession, f: TimelineFilter) -> list[tuple[str, int]]:
+    # Groups are arrays: counted apart from the scalar facets, over the same newest sample.
+    others = f.model_copy(update={"group": [], "cursor": None})
+    recent = (
+        select(AuditEvent.user_groups.label("groups"))
+        .where(*_filter_conditions(others))
+        .order_by(AuditEvent.stage_at.desc(), AuditEvent.id.desc())
+        .limit(FACET_SAMPLE)
+        .subquery()
+    )
+    group = func.unnest(recent.c.groups).table_valued("value").render_derived()
+    stmt = select(group.c.value, func.count()).select_from(recent).join(group, text("true"))
+    rows = (await session.execute(stmt.group_by(group.c.value))).all()
+    return [(str(value), int(n)) for value, n in rows if value is not None]
+
+
+async def request_stages(
+    session: AsyncSession, rows: Sequence[AuditEvent]
+) -> dict[tuple[str, str], list[tuple[str, int]]]:
+    """Every stored stage of the rows' requests, least to most complete, as (stage, id) by
+    (cluster, audit_id)."""
+    keys = {(row.cluster, row.audit_id) for row in rows}
+    if not keys:
+        return {}
+    stmt = select(AuditEvent.cluster, AuditEvent.audit_id, AuditEvent.stage, AuditEvent.id).where(
+        tuple_(AuditEvent.cluster, AuditEvent.audit_id).in_(sorted(keys))
+    )
+    stages: dict[tuple[str, str], list[tuple[str, int]]] = {}
+    for cluster, audit_id, stage, event_id in (await session.execute(stmt)).all():
+        stages.setdefault((cluster, audit_id), []).append((stage, event_id))
+    for found in stages.values():
+        found.sort(key=lambda pair: STAGE_RANK.get(pair[0], 0))
+    return stages
 
 
 async def histogram(
