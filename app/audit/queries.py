@@ -88,9 +88,7 @@ async def _lock_requests(cursor: Any) -> None:
     # stored for it are all visible to the INSERT below and none is being added meanwhile:
     # exactly one stage per request ends up flagged, however batches interleave. Locks are
     # taken in sorted order (buckets, then requests), so lockers cannot deadlock each other.
-    await cursor.execute(
-        f"SELECT count(DISTINCT {_REQUEST_KEY_SQL}) FROM incoming_event"
-    )
+    await cursor.execute(f"SELECT count(DISTINCT {_REQUEST_KEY_SQL}) FROM incoming_event")
     row = await cursor.fetchone()
     requests = int(row[0]) if row else 0
     bucket = f"(({_REQUEST_KEY_SQL} % {_LOCK_BUCKETS}) + {_LOCK_BUCKETS}) % {_LOCK_BUCKETS}"
@@ -302,7 +300,7 @@ def _filter_conditions(f: TimelineFilter) -> list[ColumnElement[bool]]:
         )
     if f.is_per_request():
         # Bare column (not IS TRUE): the partial indexes' predicate must match it literally.
-        conditions.append(AuditEvent.is_request_row)
+        conditions.append(AuditEvent.is_request_row.expression)
     if f.stage:
         conditions.append(AuditEvent.stage.in_(f.stage))
     if f.verb:

@@ -117,8 +117,7 @@ async def timeline(request: Request, session: SessionDep) -> HTMLResponse:
     context: dict[str, Any] = {
         "filters": shown,
         "rows": [
-            views.event_row(row, stages=stages.get((row.cluster, row.audit_id), ()))
-            for row in rows
+            views.event_row(row, stages=stages.get((row.cluster, row.audit_id), ())) for row in rows
         ],
         "next_cursor": next_cursor,
         "now": now,
