@@ -71,7 +71,7 @@
         ? { name: active.name, value: active.value } : null
     };
   });
-  document.addEventListener("htmx:afterSettle", function () {
+  document.addEventListener("htmx:afterSwap", function () {
     if (!pickerState) return;
     var state = pickerState;
     pickerState = null;
@@ -102,9 +102,12 @@
     if (open) { open.open = false; open.querySelector("summary").focus(); }
   });
 
-  // A request that worked clears the error toasts of the ones before it.
-  document.addEventListener("htmx:afterRequest", function (event) {
-    if (!event.detail.successful) return;
+  // Results that arrive clear the error toasts of the requests before them (an error toast
+  // is itself a 200 response retargeted to #toasts, so it does not clear itself).
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var target = event.detail.target;
+    if (!target || (target.id !== "timeline" && target.id !== "results")) return;
+    if (!event.detail.shouldSwap) return;
     var box = document.getElementById("toasts");
     if (box) box.replaceChildren();
   });

@@ -67,11 +67,18 @@ def format_relative(value: datetime | None, now: datetime | None = None) -> str:
     seconds = abs(seconds)
     if seconds < 45:
         return "just now"
-    for limit, unit, size in ((3600, "min", 60), (86400, "h", 3600), (86400 * 60, "d", 86400)):
+    day = 86400
+    for limit, unit, size in (
+        (3600, "min", 60),
+        (day, "h", 3600),
+        (day * 60, "d", day),
+        (day * 730, "mo", day * 30.44),
+        (float("inf"), "y", day * 365.25),
+    ):
         if seconds < limit:
             amount = round(seconds / size)
             return f"in {amount} {unit}" if future else f"{amount} {unit} ago"
-    return value.astimezone(UTC).strftime("%Y-%m-%d")
+    return ""
 
 
 def verb_class(verb: str | None) -> str:
