@@ -538,3 +538,25 @@ def test_rows_show_time_of_day_and_stages(page: Page) -> None:
         }).map(c => c.textContent)"""
     )
     assert wrapped == []
+
+
+def test_pickers_work_without_javascript(browser: Browser, live_server: LiveServer) -> None:
+    context = browser.new_context(base_url=live_server.url, java_script_enabled=False)
+    page = context.new_page()
+    try:
+        page.goto("/?include_reads=true")
+        page.locator("#p-verb summary").click()
+        verbs = picker_values(page, "verb")[:2]
+        for verb in verbs:
+            page.locator(f"#f-verb input[value='{verb}']").check()
+        page.get_by_role("button", name="Apply").click()
+        expect(page).to_have_url(re.compile(r"verb="))
+        assert sorted(url_values(page, "verb")) == sorted(verbs)
+        assert url_values(page, "include_reads") == ["true"]
+        assert row_ids(page) == api_ids(live_server, dashboard_params(page))
+        page.locator("#p-verb summary").click()
+        page.locator("#p-verb a.picker-clear").click()
+        expect(page).not_to_have_url(re.compile(r"verb="))
+        assert url_values(page, "include_reads") == ["true"]
+    finally:
+        context.close()
