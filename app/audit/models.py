@@ -28,6 +28,20 @@ from sqlalchemy.orm import Mapped, mapped_column
 from app.db import Base
 
 
+# What the timeline's facets and histogram read: covered by its keyset indexes.
+_DASHBOARD_COLUMNS = (
+    "verb",
+    "resource",
+    "subresource",
+    "namespace",
+    "username",
+    "impersonated_user",
+    "response_code",
+    "cluster",
+    "stage",
+)
+
+
 class AuditEvent(Base):
     __tablename__ = "audit_event"
 
@@ -84,35 +98,14 @@ class AuditEvent(Base):
             "ix_audit_event_stage_at_id",
             "stage_at",
             "id",
-            postgresql_include=[
-                "verb",
-                "resource",
-                "subresource",
-                "namespace",
-                "username",
-                "impersonated_user",
-                "response_code",
-                "cluster",
-                "is_request_row",
-                "stage",
-            ],
+            postgresql_include=[*_DASHBOARD_COLUMNS, "is_request_row"],
         ),
         # The dashboard's default view: one row per request, changes only, newest first.
         Index(
             "ix_audit_event_request_change_at",
             "stage_at",
             "id",
-            postgresql_include=[
-                "verb",
-                "resource",
-                "subresource",
-                "namespace",
-                "username",
-                "impersonated_user",
-                "response_code",
-                "cluster",
-                "stage",
-            ],
+            postgresql_include=list(_DASHBOARD_COLUMNS),
             postgresql_where=text(
                 "is_request_row AND verb IN ('create', 'update', 'patch', 'delete', "
                 "'deletecollection')"

@@ -36,7 +36,7 @@ def upgrade() -> None:
         "ix_audit_event_stage_at_id",
         "audit_event",
         ["stage_at", "id"],
-        postgresql_include=[*COVERED, "is_request_row", "stage"],
+        postgresql_include=[*COVERED, "stage", "is_request_row"],
     )
     op.create_index(
         "ix_audit_event_request_change_at",
