@@ -27,7 +27,6 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base
 
-
 # What the timeline's facets and histogram read: covered by its keyset indexes.
 _DASHBOARD_COLUMNS = (
     "verb",
