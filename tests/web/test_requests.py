@@ -370,3 +370,15 @@ async def test_rows_show_the_time_of_day_and_plural_counts(
         "Nothing was recorded for these filters among changes (create, update, patch, delete)."
         in changes.text
     )
+
+
+async def test_api_takes_typed_times_as_utc_and_counts_new_facets(
+    client: httpx.AsyncClient,
+) -> None:
+    await ingest(client, [stage_event(f"t-{i}", "ResponseComplete", i * 60) for i in range(5)])
+    params = {"since": "2026-11-20 10:02", "until": "2026-11-20T11:03:30+01:00"}
+    items = (await client.get("/api/v1/events", params=params)).json()["items"]
+    assert sorted(i["audit_id"] for i in items) == ["t-2", "t-3"]
+    facets = (await client.get("/api/v1/events/facets", params={"per": "request"})).json()
+    assert facets["facets"]["stage"] == [{"value": "ResponseComplete", "count": 5}]
+    assert facets["facets"]["group"] == [{"value": "system:authenticated", "count": 5}]
