@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionm
 from app.audit.intake import QuarantineRow, conflict_row
 from app.audit.models import AuditEvent, FileCheckpoint, PollCheckpoint, QuarantinedItem
 from app.audit.normalize import canonical_group, group_aliases
+from app.audit.request_rows import lock_requests, rank_sql
 from app.audit.schemas import CHANGE_VERBS, Cursor, TimelineFilter
 from app.errors import NotFound
 
@@ -62,52 +63,6 @@ def _copy_value(column: str, value: Any) -> Any:
     return value
 
 
-# How complete a stage is: a request is shown by its most complete stored stage.
-STAGE_RANK: dict[str, int] = {
-    "RequestReceived": 1,
-    "ResponseStarted": 2,
-    "ResponseComplete": 3,
-    "Panic": 4,
-}
-_RANK_SQL = (
-    "CASE {0}.stage"
-    + "".join(f" WHEN '{stage}' THEN {rank}" for stage, rank in STAGE_RANK.items())
-    + " ELSE 0 END"
-)
-# Per-request advisory locks: a batch with at most this many requests locks each one (64-bit
-# hash keys) under a shared lock on its bucket; a larger batch locks the buckets exclusively,
-# so no transaction holds more than about 2 x _LOCK_BUCKETS locks (PostgreSQL's lock table
-# is max_locks_per_transaction x max_connections entries, shared by all sessions).
-_LOCK_BUCKETS = 512
-_LOCK_CLASS = 0x7B1A  # the (int4, int4) key space of the bucket locks
-_REQUEST_KEY_SQL = "hashtextextended(cluster || chr(31) || audit_id, 0)"
-
-
-async def _lock_requests(cursor: Any) -> None:
-    # Whoever stores stages of a request holds its lock until commit, so the stages already
-    # stored for it are all visible to the INSERT below and none is being added meanwhile:
-    # exactly one stage per request ends up flagged, however batches interleave. Locks are
-    # taken in sorted order (buckets, then requests), so lockers cannot deadlock each other.
-    await cursor.execute(f"SELECT count(DISTINCT {_REQUEST_KEY_SQL}) FROM incoming_event")
-    row = await cursor.fetchone()
-    requests = int(row[0]) if row else 0
-    bucket = f"(({_REQUEST_KEY_SQL} % {_LOCK_BUCKETS}) + {_LOCK_BUCKETS}) % {_LOCK_BUCKETS}"
-    if requests > _LOCK_BUCKETS:
-        await cursor.execute(
-            f"SELECT pg_advisory_xact_lock({_LOCK_CLASS}, b::int) FROM"
-            f" (SELECT DISTINCT {bucket} AS b FROM incoming_event ORDER BY 1 OFFSET 0) s"
-        )
-        return
-    await cursor.execute(
-        f"SELECT pg_advisory_xact_lock_shared({_LOCK_CLASS}, b::int) FROM"
-        f" (SELECT DISTINCT {bucket} AS b FROM incoming_event ORDER BY 1 OFFSET 0) s"
-    )
-    await cursor.execute(
-        "SELECT pg_advisory_xact_lock(k) FROM"
-        f" (SELECT DISTINCT {_REQUEST_KEY_SQL} AS k FROM incoming_event ORDER BY 1 OFFSET 0) s"
-    )
-
-
 async def insert_events(
     session: AsyncSession, rows: Sequence[dict[str, Any]]
 ) -> tuple[int, list[tuple[int, int]]]:
@@ -133,18 +88,18 @@ async def insert_events(
         async with cursor.copy(copy_sql) as copy:
             for ordinal, row in enumerate(rows):
                 await copy.write_row([ordinal, *(_copy_value(c, row[c]) for c in EVENT_COLUMNS)])
-        await _lock_requests(cursor)
+        await lock_requests(cursor)
         # A new row is its request's row when it is the batch's most complete stage of the
         # request and more complete than every stage stored before; the row it supersedes
         # loses the flag in the same statement (the UPDATE does not see the CTE's inserts).
         await cursor.execute(
             "WITH stored AS ("
-            f" SELECT a.cluster, a.audit_id, max({_RANK_SQL.format('a')}) AS best"
+            f" SELECT a.cluster, a.audit_id, max({rank_sql('a')}) AS best"
             " FROM audit_event a JOIN (SELECT DISTINCT cluster, audit_id FROM incoming_event) r"
             " ON a.cluster = r.cluster AND a.audit_id = r.audit_id GROUP BY 1, 2),"
             " ranked AS ("
-            f" SELECT i.*, {_RANK_SQL.format('i')} AS stage_rank,"
-            f" max({_RANK_SQL.format('i')}) OVER (PARTITION BY i.cluster, i.audit_id) AS top,"
+            f" SELECT i.*, {rank_sql('i')} AS stage_rank,"
+            f" max({rank_sql('i')}) OVER (PARTITION BY i.cluster, i.audit_id) AS top,"
             " coalesce(s.best, 0) AS best"
             " FROM incoming_event i LEFT JOIN stored s"
             " ON s.cluster = i.cluster AND s.audit_id = i.audit_id),"
@@ -510,25 +465,6 @@ async def _group_counts(session: AsyncSession, f: TimelineFilter) -> list[tuple[
     stmt = select(group.c.value, func.count()).select_from(recent).join(group, text("true"))
     rows = (await session.execute(stmt.group_by(group.c.value))).all()
     return [(str(value), int(n)) for value, n in rows if value is not None]
-
-
-async def request_stages(
-    session: AsyncSession, rows: Sequence[AuditEvent]
-) -> dict[tuple[str, str], list[tuple[str, int]]]:
-    """Every stored stage of the rows' requests, least to most complete, as (stage, id) by
-    (cluster, audit_id)."""
-    keys = {(row.cluster, row.audit_id) for row in rows}
-    if not keys:
-        return {}
-    stmt = select(AuditEvent.cluster, AuditEvent.audit_id, AuditEvent.stage, AuditEvent.id).where(
-        tuple_(AuditEvent.cluster, AuditEvent.audit_id).in_(sorted(keys))
-    )
-    stages: dict[tuple[str, str], list[tuple[str, int]]] = {}
-    for cluster, audit_id, stage, event_id in (await session.execute(stmt)).all():
-        stages.setdefault((cluster, audit_id), []).append((stage, event_id))
-    for found in stages.values():
-        found.sort(key=lambda pair: STAGE_RANK.get(pair[0], 0))
-    return stages
 
 
 async def histogram(

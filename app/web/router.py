@@ -14,7 +14,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from app.audit import queries
+from app.audit import queries, request_rows
 from app.audit.normalize import canonical_group
 from app.audit.queries import ObjectKey
 from app.audit.schemas import WINDOWS, TimelineFilter
@@ -113,7 +113,7 @@ async def timeline(request: Request, session: SessionDep) -> HTMLResponse:
     shown = dashboard_filter(parsed)
     now = datetime.now(UTC)
     rows, next_cursor = await queries.timeline(session, shown)
-    stages = await queries.request_stages(session, rows)
+    stages = await request_rows.request_stages(session, rows)
     context: dict[str, Any] = {
         "filters": shown,
         "rows": [
@@ -155,7 +155,7 @@ async def change(
     lines: Literal["folded", "all"] = "folded",
 ) -> HTMLResponse:
     row = await queries.get_event(session, event_id)
-    stages = await queries.request_stages(session, [row])
+    stages = await request_rows.request_stages(session, [row])
     hide_noise, show_all = noise == "hide", lines == "all"
     view: views.DiffView | None = None
     raw: str | None = None

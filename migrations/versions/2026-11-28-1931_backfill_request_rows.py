@@ -14,7 +14,7 @@ down_revision: str | None = "7b1a0c3d5e01"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# Same order as app.audit.queries.STAGE_RANK (migrations never import app).
+# Same order as app.audit.request_rows.STAGE_RANK (migrations never import app).
 _RANK = (
     "CASE stage WHEN 'Panic' THEN 4 WHEN 'ResponseComplete' THEN 3"
     " WHEN 'ResponseStarted' THEN 2 ELSE 1 END"
