@@ -60,6 +60,7 @@ async def facets(f: Annotated[TimelineFilter, Query()], session: SessionDep) -> 
     counts = await queries.facet_counts(session, f)
     return FacetCounts(
         sample=queries.FACET_SAMPLE,
+        group_sample=queries.GROUP_FACET_SAMPLE,
         facets={
             facet: [FacetValue(value=value, count=count) for value, count in pairs]
             for facet, pairs in counts.items()

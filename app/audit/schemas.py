@@ -301,10 +301,12 @@ class FacetValue(BaseModel):
 
 
 class FacetCounts(BaseModel):
-    """Per facet, the most frequent values among the newest `sample` matching events; each
-    facet ignores its own filter (so a picker shows the alternatives)."""
+    """Per facet, the most frequent values among the newest `sample` matching events (`group`:
+    among the newest `group_sample`); each facet ignores its own filter (so a picker shows the
+    alternatives)."""
 
     sample: int
+    group_sample: int
     facets: dict[str, list[FacetValue]]
 
 

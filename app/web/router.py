@@ -137,6 +137,7 @@ async def timeline(request: Request, session: SessionDep) -> HTMLResponse:
         partial="timeline/_timeline.html",
         facets=facets,
         facet_sample=queries.FACET_SAMPLE,
+        group_facet_sample=queries.GROUP_FACET_SAMPLE,
         buckets=buckets,
         windows=list(WINDOWS),
         pickers=PICKERS,

@@ -17,6 +17,7 @@ import psycopg
 import pytest
 from alembic import command
 
+from app.audit import queries
 from app.migrate import alembic_config, upgrade_to_head
 from tests.builders import audit_event
 from tests.conftest import query_all
@@ -382,3 +383,21 @@ async def test_api_takes_typed_times_as_utc_and_counts_new_facets(
     facets = (await client.get("/api/v1/events/facets", params={"per": "request"})).json()
     assert facets["facets"]["stage"] == [{"value": "ResponseComplete", "count": 5}]
     assert facets["facets"]["group"] == [{"value": "system:authenticated", "count": 5}]
+    assert (facets["sample"], facets["group_sample"]) == (20_000, 2_000)
+
+
+async def test_group_counts_cover_their_own_newest_sample(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old = [user_event(f"old-{i}", ["old-team"]) for i in range(3)]
+    new = [user_event(f"new-{i}", ["new-team"]) for i in range(2)]
+    for i, event in enumerate([*old, *new]):
+        event["stageTimestamp"] = f"2026-11-20T10:00:0{i}Z"
+    await ingest(client, [*old, *new])
+    monkeypatch.setattr(queries, "GROUP_FACET_SAMPLE", 3)
+    facets = (await client.get("/api/v1/events/facets")).json()
+    assert facets["group_sample"] == 3
+    assert facets["facets"]["group"] == [
+        {"value": "new-team", "count": 2},
+        {"value": "old-team", "count": 1},
+    ]
