@@ -48,14 +48,14 @@ INSERT INTO audit_event (
     subresource, namespace, name, username, user_uid, user_groups, impersonated_user,
     impersonated_groups, source_ips, user_agent, response_code, response_status,
     response_reason, response_message, authz_decision, authz_reason, requested_at, stage_at,
-    source, source_meta, request_object, response_object, raw, is_redacted)
+    source, source_meta, request_object, response_object, raw, is_redacted, is_request_row)
 SELECT cluster, 'bench-' || g, stage, level, verb, request_uri, api_group, api_version, resource,
     subresource, namespace, name || '-' || (g %% 500),
     CASE WHEN g %% 10 = 0 THEN '=HYPERLINK("http://x","y")' ELSE username END,
     user_uid, user_groups, impersonated_user, impersonated_groups, source_ips, user_agent,
     response_code, response_status, response_reason, response_message, authz_decision,
     authz_reason, requested_at - g * interval '1 second', stage_at - g * interval '1 second',
-    source, source_meta, request_object, response_object, raw, is_redacted
+    source, source_meta, request_object, response_object, raw, is_redacted, true
 FROM audit_event t, generate_series(%(start)s::bigint, %(stop)s::bigint) AS g
 WHERE t.audit_id = 'bench-template'
 """

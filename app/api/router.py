@@ -58,13 +58,14 @@ async def list_events(f: Annotated[TimelineFilter, Query()], session: SessionDep
 # Declared before "/{event_id}" so that "export.csv" is not taken for an event id.
 @router.get(
     "/facets",
-    summary="Counts per value of resource, namespace, user and verb, for filter pickers",
+    summary="Counts per value of each filter (resource, namespace, user, group, verb, …)",
     response_model=FacetCounts,
 )
 async def facets(f: Annotated[TimelineFilter, Query()], session: SessionDep) -> FacetCounts:
     counts = await queries.facet_counts(session, f)
     return FacetCounts(
         sample=queries.FACET_SAMPLE,
+        group_sample=queries.GROUP_FACET_SAMPLE,
         facets={
             facet: [FacetValue(value=value, count=count) for value, count in pairs]
             for facet, pairs in counts.items()

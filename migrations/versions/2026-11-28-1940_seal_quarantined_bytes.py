@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "8a4c1e0d2b77"
-down_revision: str | None = "5c1d2e7a9b10"
+down_revision: str | None = "7b1a0c3d5e03"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
