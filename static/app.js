@@ -3,6 +3,9 @@
 (function () {
   "use strict";
 
+  // Styles that only make sense with this script running (popup pickers) hang off this class.
+  document.documentElement.classList.add("js");
+
   var FOLLOW_MS = 5000;
   var followTimer = null;
 
