@@ -523,8 +523,21 @@ def test_redaction_markers_compare_without_revealing_hashes(
 
     assert f"  same: {REDACTED_UNCHANGED}" in diff.left.lines
     assert f"  same: {REDACTED_UNCHANGED}" in diff.right.lines
-    assert f"  rotated: {REDACTED_CHANGED}" in diff.left.lines
+    # The older side says "redacted", the newer "redacted (changed)": a changed, counted line.
+    assert f"  rotated: {REDACTED}" in diff.left.lines
     assert f"  rotated: {REDACTED_CHANGED}" in diff.right.lines
+    rotated = [
+        row
+        for row in diff.rows
+        if row.right is not None and row.right.text == f"  rotated: {REDACTED_CHANGED}"
+    ]
+    assert [row.kind for row in rotated] == [RowKind.CHANGED]
+    assert rotated[0].left is not None
+    assert rotated[0].left.text == f"  rotated: {REDACTED}"
+    same = [row for row in diff.rows if row.left and row.left.text.startswith("  same:")]
+    assert [row.kind for row in same] == [RowKind.EQUAL]
+    assert diff.changed >= 1
+    assert not diff.is_identical
     assert f"  dropped: {REDACTED}" in diff.left.lines
     assert f"  new: {REDACTED}" in diff.right.lines
     text = all_rendered_text(diff)
@@ -556,6 +569,35 @@ def test_markers_against_missing_side_plain_value_and_inside_strings() -> None:
     assert "token: redacted" in alone.left.lines
     assert "hmac-sha256" not in all_rendered_text(alone)
     assert left["token"] == MARKER_A
+
+
+def test_secret_rotation_alone_is_one_changed_line() -> None:
+    secret = {"kind": "Secret", "apiVersion": "v1", "metadata": {"name": "db"}}
+    before = {**secret, "data": {"password": MARKER_A, "user": MARKER_B}}
+    after = {**secret, "data": {"password": MARKER_C, "user": MARKER_B}}
+
+    diff = side_by_side(before, after)
+    unchanged = side_by_side(before, copy.deepcopy(before))
+
+    assert (diff.added, diff.removed, diff.changed) == (0, 0, 1)
+    assert not diff.is_identical
+    assert f"  user: {REDACTED_UNCHANGED}" in diff.right.lines
+    assert unchanged.is_identical
+    assert f"  password: {REDACTED_UNCHANGED}" in unchanged.right.lines
+
+
+def test_markers_inside_strings_are_compared_by_hash() -> None:
+    before = {"note": f"a {MARKER_A} b {MARKER_B}", "same": f"x {MARKER_A}", "other": "v1"}
+    after = {"note": f"a {MARKER_A} b {MARKER_C}", "same": f"x {MARKER_A}", "other": "v2"}
+
+    masked_left, masked_right = mask_redactions(before, after)
+    diff = side_by_side(before, after)
+
+    assert masked_left["note"] == "a [redacted] b [redacted]"
+    assert masked_right["note"] == "a [redacted] b [redacted (changed)]"
+    assert masked_left["same"] == masked_right["same"] == "x [redacted]"
+    assert diff.changed == 2
+    assert "hmac-sha256" not in all_rendered_text(diff)
 
 
 def test_json_patch_values_are_masked() -> None:
