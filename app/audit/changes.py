@@ -133,7 +133,9 @@ def describe_change(event: AuditEvent, previous: object | None) -> EventChange:
     """The effect of event on its object, given the last known version before it (None: none)."""
     code = event.response_code
     if code is not None and code >= 400:
-        return _unchanged(Outcome.FAILED, f"The request failed ({code}): the object did not change.")
+        return _unchanged(
+            Outcome.FAILED, f"The request failed ({code}): the object did not change."
+        )
     if event.verb not in CHANGE_VERBS:
         return _unchanged(Outcome.READ, f"A {event.verb} request: it does not change the object.")
     if event.stage == "RequestReceived" or code is None:

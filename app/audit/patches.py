@@ -76,8 +76,7 @@ def classify_patch(body: object) -> PatchKind:
     """Read a patch body's kind from its shape alone; never raises."""
     if isinstance(body, list):
         is_ops = bool(body) and all(
-            isinstance(op, dict) and isinstance(op.get("op"), str) and "path" in op
-            for op in body
+            isinstance(op, dict) and isinstance(op.get("op"), str) and "path" in op for op in body
         )
         return PatchKind.JSON_PATCH if is_ops else PatchKind.INVALID
     if not isinstance(body, dict):
