@@ -163,20 +163,19 @@ def describe_change(event: AuditEvent, previous: object | None) -> EventChange:
     if event.level in BODYLESS_LEVELS:
         return _not_recorded(
             previous,
-            f"Result not recorded: this event was logged at {event.level or 'unknown'} level; "
+            f"This event was logged at {event.level or 'unknown'} level; "
             "bodies are recorded at RequestResponse level only.",
         )
     if event.subresource is not None and event.subresource != "status":
         return _not_recorded(
             previous,
-            f"Result not recorded: the response of the {event.subresource} subresource is not a "
-            "version of the object.",
+            f"The response of the {event.subresource} subresource is not a version of the object.",
         )
     if event.verb == "patch" and event.request_object is not None:
         return _patched(event.request_object, previous)
     return _not_recorded(
         previous,
-        "Result not recorded: the response body is missing (the API server drops bodies of "
+        "The response body is missing (the API server drops bodies of "
         "oversized events, and the Request level records none).",
     )
 
@@ -190,7 +189,7 @@ def _patched(patch: object, previous: object | None) -> EventChange:
             previous,
             None,
             (),
-            f"Result not recorded: the response body is missing. The patch is {outcome.reason}.",
+            f"The response body is missing. The patch is {outcome.reason}.",
             patch_kind=kind,
         )
     return _compared(

@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 
 from app.audit import queries
+from app.audit.changes import describe_change
 from app.audit.normalize import canonical_group
 from app.audit.queries import ObjectKey
 from app.audit.schemas import WINDOWS, TimelineFilter
@@ -79,20 +80,26 @@ async def change(
     request: Request,
     event_id: Annotated[int, Path(ge=1, le=2**63 - 1)],
     session: SessionDep,
-    tab: Tab = "request",
+    tab: Tab | None = None,
     noise: Literal["hide", "show"] = "hide",
     lines: Literal["folded", "all"] = "folded",
 ) -> HTMLResponse:
     row = await queries.get_event(session, event_id)
+    if tab is None:
+        # For an update or patch the question is what changed, not what was sent.
+        tab = "previous" if row.verb in ("update", "patch") else "request"
     hide_noise, show_all = noise == "hide", lines == "all"
     view: views.DiffView | None = None
     raw: str | None = None
+    previous = await queries.previous_version(session, row)
+    change = await run_in_threadpool(
+        describe_change, row, previous.response_object if previous is not None else None
+    )
     if tab == "request":
         view = await run_in_threadpool(
             views.request_response_view, row, hide_noise=hide_noise, show_all=show_all
         )
     elif tab == "previous":
-        previous = await queries.previous_version(session, row)
         view = await run_in_threadpool(
             views.previous_version_view,
             row,
@@ -107,7 +114,8 @@ async def change(
         "diff/page.html",
         partial="diff/_diff.html",
         row=views.event_row(row),
-        annotations=(row.raw.get("annotations") or {}) if isinstance(row.raw, dict) else {},
+        annotations=views.shown_annotations(row),
+        change=change,
         tab=tab,
         noise=noise,
         lines=lines,
@@ -118,13 +126,15 @@ async def change(
 
 
 async def _history(
-    request: Request, session: SessionDep, key: ObjectKey, cursor: str | None
+    request: Request, session: SessionDep, key: ObjectKey, cursor: str | None, reads: str
 ) -> HTMLResponse:
     rows, next_cursor = await queries.object_events(
         session, key, cursor=cursor, limit=_HISTORY_PAGE
     )
     before_page = await queries.previous_version(session, rows[-1]) if rows else None
-    entries = await run_in_threadpool(views.history_entries, rows, before_page)
+    entries = await run_in_threadpool(
+        views.history_entries, rows, before_page, show_reads=reads == "show"
+    )
     return render(
         request,
         "objects/page.html",
@@ -133,6 +143,7 @@ async def _history(
         entries=entries,
         next_cursor=next_cursor,
         this_url=views.object_url(key),
+        reads=reads,
         now=datetime.now(UTC),
     )
 
@@ -153,8 +164,10 @@ async def object_history(
     session: SessionDep,
     namespace: str | None = None,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
+    reads: Literal["hide", "show"] = "hide",
 ) -> HTMLResponse:
-    """One object's events; the second URL form is for cluster-scoped objects."""
+    """One object's events (reads folded unless reads=show); the second URL form is for
+    cluster-scoped objects."""
     return await _history(
-        request, session, parse_object_key(cluster, resource, namespace, name), cursor
+        request, session, parse_object_key(cluster, resource, namespace, name), cursor, reads
     )
