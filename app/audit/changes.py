@@ -7,6 +7,7 @@ values are compared by their keyed-hash markers, so a rotated secret reads as ch
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import json
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from app.audit.models import AuditEvent
 from app.audit.patches import PatchKind, apply_patch, classify_patch
 from app.audit.queries import is_version
 from app.audit.redact import MARKER_RE, is_marker
-from app.audit.schemas import CHANGE_VERBS
+from app.audit.schemas import CHANGE_VERBS, ChangeOut, FieldChangeOut
 
 BODYLESS_LEVELS: Final = (None, "None", "Metadata")
 _DELETE_VERBS: Final = ("delete", "deletecollection")
@@ -104,6 +105,8 @@ class EventChange:
     note: str
     is_computed: bool = False
     patch_kind: PatchKind | None = None
+    # Set when changes with unrecorded results lie between the previous version and this one.
+    gap_note: str | None = None
 
     @property
     def summary(self) -> str:
@@ -111,6 +114,31 @@ class EventChange:
         if self.outcome is Outcome.CHANGED and self.fields:
             return summary_line(self.fields)
         return self.note
+
+
+def change_out(change: EventChange, *, previous_event_id: int | None, unrecorded: int) -> ChangeOut:
+    """The API shape of a change."""
+    return ChangeOut(
+        outcome=change.outcome.value,
+        label=change.outcome.label,
+        summary=change.summary,
+        note=change.note,
+        gap_note=change.gap_note,
+        is_computed=change.is_computed,
+        patch_kind=change.patch_kind.value if change.patch_kind is not None else None,
+        previous_event_id=previous_event_id,
+        unrecorded_changes_before=unrecorded,
+        fields=[
+            FieldChangeOut(
+                path=f.path,
+                change=f.kind.value,
+                before=f.before,
+                after=f.after,
+                is_redacted=f.is_redacted,
+            )
+            for f in change.fields
+        ],
+    )
 
 
 def summary_line(fields: tuple[FieldChange, ...], limit: int = SUMMARY_FIELDS) -> str:
@@ -129,8 +157,34 @@ def field_changes(before: object, after: object) -> tuple[FieldChange, ...]:
     return tuple(found)
 
 
-def describe_change(event: AuditEvent, previous: object | None) -> EventChange:
-    """The effect of event on its object, given the last known version before it (None: none)."""
+def gap_note(unrecorded: int) -> str | None:
+    """Words for changes with unrecorded results between the previous version and an event."""
+    if unrecorded <= 0:
+        return None
+    return (
+        f"{_changes_without_result(unrecorded)} between the previous stored version and this "
+        "one: the difference may include theirs."
+    )
+
+
+def _changes_without_result(count: int) -> str:
+    if count == 1:
+        return "1 change has no recorded result"
+    return f"{count} changes have no recorded result"
+
+
+def describe_change(
+    event: AuditEvent, previous: object | None, *, unrecorded: int = 0
+) -> EventChange:
+    """The effect of event on its object, given the last known version before it (None: none)
+    and how many changes with unrecorded results happened since that version."""
+    change = _describe(event, previous, unrecorded)
+    if unrecorded and change.outcome in (Outcome.CHANGED, Outcome.UNCHANGED):
+        return dataclasses.replace(change, gap_note=gap_note(unrecorded))
+    return change
+
+
+def _describe(event: AuditEvent, previous: object | None, unrecorded: int) -> EventChange:
     code = event.response_code
     if code is not None and code >= 400:
         return _unchanged(
@@ -141,8 +195,8 @@ def describe_change(event: AuditEvent, previous: object | None) -> EventChange:
     if event.stage == "RequestReceived" or code is None:
         return _not_recorded(
             previous,
-            "Only the RequestReceived stage is stored: whether the request succeeded, and "
-            "what it changed, is not recorded.",
+            f"This is the {event.stage} stage, written before the request completed: it "
+            "holds no result.",
         )
     if event.verb in _DELETE_VERBS:
         return EventChange(Outcome.DELETED, previous, None, (), "Deleted by this event.")
@@ -172,6 +226,13 @@ def describe_change(event: AuditEvent, previous: object | None) -> EventChange:
             f"The response of the {event.subresource} subresource is not a version of the object.",
         )
     if event.verb == "patch" and event.request_object is not None:
+        if unrecorded:
+            return _not_recorded(
+                previous,
+                f"The response body is missing, and {_changes_without_result(unrecorded)} "
+                "since the previous stored version, so the version this patch applied to is "
+                "not known.",
+            )
         return _patched(event.request_object, previous)
     return _not_recorded(
         previous,

@@ -5,6 +5,7 @@ Each URL serves the full page, or its partial to htmx. Parses, calls queries, re
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -13,10 +14,10 @@ from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 
 from app.audit import queries
-from app.audit.changes import describe_change
 from app.audit.normalize import canonical_group
 from app.audit.queries import ObjectKey
 from app.audit.schemas import WINDOWS, TimelineFilter
+from app.audit.versions import load_change
 from app.db import SessionDep
 from app.web import views
 from app.web.htmx import is_partial_request, render
@@ -91,10 +92,7 @@ async def change(
     hide_noise, show_all = noise == "hide", lines == "all"
     view: views.DiffView | None = None
     raw: str | None = None
-    previous = await queries.previous_version(session, row)
-    change = await run_in_threadpool(
-        describe_change, row, previous.response_object if previous is not None else None
-    )
+    loaded = await load_change(session, row)
     if tab == "request":
         view = await run_in_threadpool(
             views.request_response_view, row, hide_noise=hide_noise, show_all=show_all
@@ -103,7 +101,8 @@ async def change(
         view = await run_in_threadpool(
             views.previous_version_view,
             row,
-            previous,
+            loaded.previous,
+            loaded.change,
             hide_noise=hide_noise,
             show_all=show_all,
         )
@@ -115,7 +114,7 @@ async def change(
         partial="diff/_diff.html",
         row=views.event_row(row),
         annotations=views.shown_annotations(row),
-        change=change,
+        change=loaded.change,
         tab=tab,
         noise=noise,
         lines=lines,
@@ -132,8 +131,19 @@ async def _history(
         session, key, cursor=cursor, limit=_HISTORY_PAGE
     )
     before_page = await queries.previous_version(session, rows[-1]) if rows else None
+    unrecorded = (
+        await queries.unrecorded_changes_between(session, rows[-1], previous=before_page)
+        if rows and before_page is not None
+        else 0
+    )
     entries = await run_in_threadpool(
-        views.history_entries, rows, before_page, show_reads=reads == "show"
+        functools.partial(
+            views.history_entries,
+            rows,
+            before_page,
+            show_reads=reads == "show",
+            unrecorded=unrecorded,
+        )
     )
     return render(
         request,

@@ -91,7 +91,6 @@ class HistoryEntry:
     change: EventChange
     diff: SideBySideDiff | None
     version_lines: tuple[str, ...]
-    gap_note: str | None = None
     is_too_large: bool = False
     is_reads: bool = False
 
@@ -255,12 +254,13 @@ def _this_version_pane(change: EventChange) -> Pane:
 def previous_version_view(
     row: AuditEvent,
     previous: AuditEvent | None,
+    change: EventChange,
     *,
     hide_noise: bool,
     show_all: bool,
 ) -> DiffView:
-    """The object's last stored version before this event (left) against this one (right)."""
-    change = describe_change(row, previous.response_object if previous is not None else None)
+    """The object's last stored version before this event (left) against this one (right);
+    change is describe_change's reading of the event against that version."""
     if row.verb == "create" or previous is None:
         note = (
             "None: this event created the object."
@@ -290,53 +290,63 @@ def previous_version_view(
     )
 
 
-def _gap_note(count: int) -> str:
-    events = "event" if count == 1 else "events"
-    return (
-        f"{count} earlier change {events} since the last known version have no recorded "
-        "result: this change may include theirs."
-    )
-
-
 def history_entries(
-    rows: Sequence[AuditEvent], before_page: AuditEvent | None, *, show_reads: bool = False
+    rows: Sequence[AuditEvent],
+    before_page: AuditEvent | None,
+    *,
+    show_reads: bool = False,
+    unrecorded: int = 0,
 ) -> list[HistoryEntry | ReadsFold]:
-    """Entries for rows (newest first), each against the version before it; reads folded
-    into one line per run unless show_reads."""
+    """Entries for rows (newest first, one per request), each against the version before it;
+    reads folded into one line per run unless show_reads. unrecorded: changes without a
+    recorded result between before_page and the oldest row."""
     entries: list[HistoryEntry | ReadsFold] = []
     version = before_page.response_object if before_page is not None else None
-    unrecorded = 0
     reads: list[AuditEvent] = []
-    for row in reversed(rows):
-        change = describe_change(row, version)
+    for row in reversed(one_per_request(rows)):
+        change = describe_change(row, version, unrecorded=unrecorded)
+        # A read that returned the object is an observed version too.
+        if is_version(row) or change.outcome is Outcome.DELETED:
+            version = row.response_object if is_version(row) else None
+            unrecorded = 0
+        elif change.outcome is Outcome.NOT_RECORDED or change.is_computed:
+            unrecorded += 1
         if change.outcome is Outcome.READ and not show_reads:
             reads.append(row)
             continue
         if reads:
             entries.append(_fold(reads))
             reads = []
-        gap_note: str | None = None
-        if is_version(row) or change.outcome is Outcome.DELETED:
-            if unrecorded and change.outcome in (Outcome.CHANGED, Outcome.UNCHANGED):
-                gap_note = _gap_note(unrecorded)
-            version = row.response_object if is_version(row) else None
-            unrecorded = 0
-        elif change.outcome is Outcome.NOT_RECORDED or change.is_computed:
-            unrecorded += 1
-        entries.append(_history_entry(row, change, gap_note))
+        entries.append(_history_entry(row, change))
     if reads:
         entries.append(_fold(reads))
     entries.reverse()
     return entries
 
 
-def _history_entry(row: AuditEvent, change: EventChange, gap_note: str | None) -> HistoryEntry:
+# Which stage of a request says the most about it.
+_STAGE_RANK: Final = {"ResponseComplete": 3, "Panic": 2, "ResponseStarted": 1}
+
+
+def one_per_request(rows: Sequence[AuditEvent]) -> list[AuditEvent]:
+    """The most complete stored stage of each request in rows, in the rows' order."""
+    best: dict[tuple[str, str], AuditEvent] = {}
+    for row in rows:
+        key = (row.cluster, row.audit_id)
+        kept = best.get(key)
+        if kept is None or _STAGE_RANK.get(row.stage, 0) > _STAGE_RANK.get(kept.stage, 0):
+            best[key] = row
+    chosen = {id(row) for row in best.values()}
+    return [row for row in rows if id(row) in chosen]
+
+
+def _history_entry(row: AuditEvent, change: EventChange) -> HistoryEntry:
     diff: SideBySideDiff | None = None
     is_too_large = _is_too_large(change.before, change.after)
     if change.outcome in (Outcome.CHANGED, Outcome.CREATED, Outcome.DELETED) and not is_too_large:
         diff = side_by_side(change.before, change.after, hide_noise=True, context=DIFF_CONTEXT)
     lines = render_version(change.after) if not is_too_large else ()
-    return HistoryEntry(event_row(row), change, diff, lines, gap_note, is_too_large)
+    return HistoryEntry(event_row(row), change, diff, lines, is_too_large)
 
 
 def _fold(reads: Sequence[AuditEvent]) -> ReadsFold:
