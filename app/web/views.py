@@ -93,6 +93,9 @@ class HistoryEntry:
     version_lines: tuple[str, ...]
     is_too_large: bool = False
     is_reads: bool = False
+    # The request's patch as sent, when its result was not recorded (or only computed).
+    patch_lines: tuple[str, ...] = ()
+    is_patch_ops: bool = False
 
 
 @dataclass(frozen=True)
@@ -346,7 +349,18 @@ def _history_entry(row: AuditEvent, change: EventChange) -> HistoryEntry:
     if change.outcome in (Outcome.CHANGED, Outcome.CREATED, Outcome.DELETED) and not is_too_large:
         diff = side_by_side(change.before, change.after, hide_noise=True, context=DIFF_CONTEXT)
     lines = render_version(change.after) if not is_too_large else ()
-    return HistoryEntry(event_row(row), change, diff, lines, is_too_large)
+    patch, is_ops = ((), False)
+    if _is_patch(row) and (change.is_computed or change.outcome is Outcome.NOT_RECORDED):
+        patch, is_ops = patch_lines(row.request_object)
+    return HistoryEntry(
+        event_row(row),
+        change,
+        diff,
+        lines,
+        is_too_large,
+        patch_lines=patch,
+        is_patch_ops=is_ops,
+    )
 
 
 def _fold(reads: Sequence[AuditEvent]) -> ReadsFold:

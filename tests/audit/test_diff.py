@@ -29,6 +29,7 @@ from app.audit.diff import (
     split_changed_line,
     strip_noise,
 )
+from app.audit.redact import LAST_APPLIED, Redactor
 
 REAL_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "real"
 OPENSHIFT = "openshift-clo__apiaudit_audit_in.jsonl"
@@ -826,3 +827,48 @@ def test_render_version_is_the_lone_side_of_a_diff() -> None:
     assert render_version(body) == side_by_side(None, body).right.lines
     assert "resourceVersion" not in "\n".join(render_version(body))
     assert render_version(None) == ()
+
+
+def test_last_applied_and_token_markers_compare_by_hash() -> None:
+    redactor = Redactor(b"0123456789abcdef")
+
+    def secret(password: str) -> dict[str, Any]:
+        applied = json.dumps({"data": {"password": password}})
+        event = {
+            "objectRef": {"resource": "secrets", "name": "db"},
+            "responseObject": {
+                "kind": "Secret",
+                "metadata": {"name": "db", "annotations": {LAST_APPLIED: applied}},
+                "data": {"password": password},
+            },
+        }
+        redactor.redact_event(event)
+        return dict(event["responseObject"])
+
+    shown = side_by_side(secret("b2xk"), secret("bmV3"), hide_noise=False)
+    annotation = [row for row in shown.rows if row.right and LAST_APPLIED in row.right.text]
+    assert [row.kind for row in annotation] == [RowKind.CHANGED]
+    assert annotation[0].right is not None
+    assert annotation[0].right.text.endswith(f"{LAST_APPLIED}: {REDACTED_CHANGED}")
+    assert shown.changed == 2  # the password and the annotation
+    same = side_by_side(secret("b2xk"), secret("b2xk"), hide_noise=False)
+    assert same.is_identical
+
+    review = {
+        "objectRef": {"resource": "tokenreviews", "apiGroup": "authentication.k8s.io"},
+        "requestObject": {"kind": "TokenReview", "spec": {"token": "eyJhbGciOi"}},
+        "responseObject": {
+            "kind": "TokenReview",
+            "spec": {"token": "eyJhbGciOi"},
+            "status": {"authenticated": True},
+        },
+    }
+    redactor.redact_event(review)
+    tokens = side_by_side(review["requestObject"], review["responseObject"])
+    assert f"  token: {REDACTED_UNCHANGED}" in tokens.right.lines
+    assert tokens.changed == 0
+    first = {"kind": "TokenRequest", "status": {"token": redactor.marker("a")}}
+    second = {"kind": "TokenRequest", "status": {"token": redactor.marker("b")}}
+    rotated = side_by_side(first, second)
+    assert f"  token: {REDACTED_CHANGED}" in rotated.right.lines
+    assert rotated.changed == 1

@@ -241,6 +241,11 @@ async def test_strategic_merge_patch_is_shown_as_the_patch(
     assert "  LOG_LEVEL: debug" in view.patch_lines
     assert "The patch as sent" in page.text
     assert "Result not recorded" in page.text
+    history = await web.get(HISTORY)
+    entry = spy.context["entries"][0]
+    assert entry.patch_lines == view.patch_lines
+    assert not entry.is_patch_ops
+    assert "$setElementOrder/finalizers" in history.text
 
 
 async def test_patch_with_response_is_not_diffed_against_the_whole_object(
