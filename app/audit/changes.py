@@ -225,6 +225,12 @@ def _describe(event: AuditEvent, previous: object | None, unrecorded: int) -> Ev
             previous,
             f"The response of the {event.subresource} subresource is not a version of the object.",
         )
+    if event.level == "Request" and event.verb != "patch":
+        return _not_recorded(
+            previous,
+            "This event was logged at Request level: responses are recorded at "
+            "RequestResponse level only.",
+        )
     if event.verb == "patch" and event.request_object is not None:
         if unrecorded:
             return _not_recorded(

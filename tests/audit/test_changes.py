@@ -121,10 +121,8 @@ def test_noise_fields_are_not_changes() -> None:
     ("overrides", "words"),
     [
         ({"verb": "update", "level": "Metadata"}, "Metadata level"),
-        (
-            {"verb": "update", "level": "Request", "requestObject": CONFIG_MAP},
-            "response body is missing",
-        ),
+        ({"verb": "update", "level": "Request", "requestObject": CONFIG_MAP}, "Request level"),
+        ({"verb": "update", "requestObject": CONFIG_MAP}, "response body is missing"),
         ({"verb": "patch", "stage": "RequestReceived", "responseStatus": None}, "RequestReceived"),
         ({"verb": "create", "level": "Metadata"}, "Metadata level"),
         ({"verb": "delete", "responseStatus": None, "stage": "RequestReceived"}, "RequestReceived"),
