@@ -26,6 +26,7 @@ _MAX_VALUE_CHARS: Final = 60
 SUMMARY_FIELDS: Final = 5
 ABSENT_TEXT: Final = "(absent)"
 REDACTED_CHANGED_TEXT: Final = "changed (redacted)"
+COMPUTABLE_PATCHES: Final = (PatchKind.JSON_PATCH, PatchKind.MERGE)
 _PATCH_NAMES: Final = {
     PatchKind.JSON_PATCH: "a JSON patch",
     PatchKind.MERGE: "a merge patch without lists",
@@ -232,7 +233,7 @@ def _describe(event: AuditEvent, previous: object | None, unrecorded: int) -> Ev
             "RequestResponse level only.",
         )
     if event.verb == "patch" and event.request_object is not None:
-        if unrecorded:
+        if unrecorded and classify_patch(event.request_object) in COMPUTABLE_PATCHES:
             return _not_recorded(
                 previous,
                 f"The response body is missing, and {_changes_without_result(unrecorded)} "

@@ -223,3 +223,13 @@ def test_summary_is_capped() -> None:
 
     assert change.summary.endswith("; and 3 more")
     assert change.summary.count("→") == 5
+
+
+def test_a_patch_that_could_never_be_computed_says_why_even_after_a_gap() -> None:
+    smp = cm_event(verb="patch", requestObject={"spec": {"$retainKeys": ["type"]}})
+    merge = cm_event(verb="patch", requestObject={"data": {"A": "1"}})
+
+    assert "strategic-merge" in describe_change(smp, CONFIG_MAP, unrecorded=1).note
+    blocked = describe_change(merge, CONFIG_MAP, unrecorded=2)
+    assert blocked.outcome is Outcome.NOT_RECORDED
+    assert "2 changes have no recorded result" in blocked.note
