@@ -331,9 +331,11 @@ def _one_sided(path: str, value: JsonValue, *, is_before: bool) -> FieldChange:
 
 
 def _child_path(path: str, key: str) -> str:
+    if len(key) > _MAX_VALUE_CHARS:
+        key = key[: _MAX_VALUE_CHARS - 1] + "…"
     if key and all(char.isalnum() or char in "_-" for char in key):
         return f"{path}.{key}" if path else key
-    return f"{path}[{json.dumps(key, ensure_ascii=False)}]"
+    return f"{path}[{_printable(json.dumps(key, ensure_ascii=False))}]"
 
 
 def _has_marker(value: JsonValue) -> bool:
@@ -358,8 +360,13 @@ def _show(value: JsonValue) -> str:
         text = f"[{len(value)} item{'s' if len(value) != 1 else ''}]"
     else:
         text = MARKER_RE.sub("redacted", json.dumps(value, ensure_ascii=False, sort_keys=True))
-    text = "".join(
+    text = _printable(text)
+    return text if len(text) <= _MAX_VALUE_CHARS else text[: _MAX_VALUE_CHARS - 1] + "…"
+
+
+def _printable(text: str) -> str:
+    """Escape what would break or hide in one line of text (controls, line separators)."""
+    return "".join(
         char if char.isprintable() else char.encode("unicode_escape").decode("ascii")
         for char in text
     )
-    return text if len(text) <= _MAX_VALUE_CHARS else text[: _MAX_VALUE_CHARS - 1] + "…"

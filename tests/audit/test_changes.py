@@ -233,3 +233,13 @@ def test_a_patch_that_could_never_be_computed_says_why_even_after_a_gap() -> Non
     blocked = describe_change(merge, CONFIG_MAP, unrecorded=2)
     assert blocked.outcome is Outcome.NOT_RECORDED
     assert "2 changes have no recorded result" in blocked.note
+
+
+def test_hostile_keys_and_values_stay_short_and_on_one_line() -> None:
+    key = "k\u2028" + "x" * 5000
+    fields = field_changes({"data": {key: "a"}}, {"data": {key: "b\x00" + "y" * 5000}})
+
+    (field,) = fields
+    assert len(field.text) < 200
+    assert "\n" not in field.text
+    assert "\u2028" not in field.text
