@@ -349,7 +349,8 @@ def _history_entry(row: AuditEvent, change: EventChange) -> HistoryEntry:
     if change.outcome in (Outcome.CHANGED, Outcome.CREATED, Outcome.DELETED) and not is_too_large:
         diff = side_by_side(change.before, change.after, hide_noise=True, context=DIFF_CONTEXT)
     lines = render_version(change.after) if not is_too_large else ()
-    patch, is_ops = ((), False)
+    patch: tuple[str, ...] = ()
+    is_ops = False
     if _is_patch(row) and (change.is_computed or change.outcome is Outcome.NOT_RECORDED):
         patch, is_ops = patch_lines(row.request_object)
     return HistoryEntry(
