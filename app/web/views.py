@@ -25,7 +25,7 @@ from app.audit.diff import (
 from app.audit.models import AuditEvent
 from app.audit.normalize import reconstruct_event
 from app.audit.queries import ObjectKey, is_version, object_key
-from app.audit.schemas import AuditEventOut, event_out
+from app.audit.schemas import CHANGE_VERBS, AuditEventOut, event_out
 from app.web.templating import path_segment
 
 # Bodies larger than this (as compact JSON) are not diffed: the raw tab still shows them.
@@ -105,12 +105,14 @@ class ReadsFold:
     count: int
     users: tuple[str, ...]
     first_id: int
+    failed: int = 0
     is_reads: bool = True
 
     @property
     def text(self) -> str:
         noun = "read" if self.count == 1 else "reads"
-        return f"{self.count} {noun} by {', '.join(self.users)}"
+        failed = f" ({self.failed} failed)" if self.failed else ""
+        return f"{self.count} {noun} by {', '.join(self.users)}{failed}"
 
 
 def object_url(key: ObjectKey) -> str:
@@ -314,7 +316,7 @@ def history_entries(
             unrecorded = 0
         elif change.outcome is Outcome.NOT_RECORDED or change.is_computed:
             unrecorded += 1
-        if change.outcome is Outcome.READ and not show_reads:
+        if row.verb not in CHANGE_VERBS and not show_reads:
             reads.append(row)
             continue
         if reads:
@@ -346,7 +348,12 @@ def one_per_request(rows: Sequence[AuditEvent]) -> list[AuditEvent]:
 def _history_entry(row: AuditEvent, change: EventChange) -> HistoryEntry:
     diff: SideBySideDiff | None = None
     is_too_large = _is_too_large(change.before, change.after)
-    if change.outcome in (Outcome.CHANGED, Outcome.CREATED, Outcome.DELETED) and not is_too_large:
+    has_bodies = change.before is not None or change.after is not None
+    if (
+        change.outcome in (Outcome.CHANGED, Outcome.CREATED, Outcome.DELETED)
+        and has_bodies
+        and not is_too_large
+    ):
         diff = side_by_side(change.before, change.after, hide_noise=True, context=DIFF_CONTEXT)
     lines = render_version(change.after) if not is_too_large else ()
     patch: tuple[str, ...] = ()
@@ -366,4 +373,5 @@ def _history_entry(row: AuditEvent, change: EventChange) -> HistoryEntry:
 
 def _fold(reads: Sequence[AuditEvent]) -> ReadsFold:
     users = dict.fromkeys(row.username or "unknown user" for row in reversed(reads))
-    return ReadsFold(len(reads), tuple(users), reads[-1].id)
+    failed = sum(1 for row in reads if row.response_code is not None and row.response_code >= 400)
+    return ReadsFold(len(reads), tuple(users), reads[-1].id, failed)

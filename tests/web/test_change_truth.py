@@ -325,15 +325,28 @@ async def test_reads_fold_into_one_line_and_the_switch_shows_them(
         cm("get", 10 + i, level="Metadata", user={"username": name})
         for i, name in enumerate(["alice", "bob", "alice"])
     ]
-    await post_events(web, [cm_create(), *reads])
+    denied = cm(
+        "list",
+        14,
+        level="Metadata",
+        user={"username": "bob"},
+        responseStatus={"metadata": {}, "code": 403},
+    )
+    delete = cm("delete", 15, responseObject={"kind": "Status", "status": "Success"})
+    await post_events(web, [cm_create(), *reads, denied, delete])
 
     page = await web.get(HISTORY)
+    deleted = spy.context["entries"][0]
     folded = await web.get(HISTORY, params={"reads": "show"}, headers={"HX-Request": "true"})
 
-    assert "3 reads by alice, bob" in page.text
+    assert deleted.change.outcome is Outcome.DELETED
+    assert deleted.diff is not None
+    assert deleted.diff.removed > 0
+    assert "4 reads by bob, alice (1 failed)"  # newest first in page.text
     assert 'href="/objects/test/namespaces/payments/configmaps/app-config?reads=show"' in page.text
     assert spy.template == "objects/_history.html"
     assert folded.text.count('class="entry outcome-read') == 3
+    assert folded.text.count('class="entry outcome-failed failed') == 1
     assert "Fold reads" in folded.text
 
 
