@@ -282,11 +282,14 @@ def previous_version_view(
         )
     right = _this_version_pane(change)
     lines, is_ops = patch_lines(row.request_object) if _is_patch(row) else ((), False)
-    before = None if row.verb == "create" else change.before
-    after = change.after
-    if change.outcome in (Outcome.FAILED, Outcome.NOT_RECORDED):
-        # Nothing is known on the right: show the previous version alone, counting nothing.
+    before, after = change.before, change.after
+    if change.outcome in (Outcome.FAILED, Outcome.NOT_RECORDED, Outcome.READ):
+        # Nothing changed, or what did is unknown: the previous version, and what a read
+        # returned (another version seen), side by side; no counts (shows_counts).
         before = previous.response_object if previous is not None else None
+        after = row.response_object if is_version(row) else None
+    if row.verb == "create":
+        before = None
     if _is_too_large(before, after):
         return DiffView("previous", left, right, None, is_too_large=True, change=change)
     diff = _diff(before, after, hide_noise=hide_noise, show_all=show_all)
