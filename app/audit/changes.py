@@ -232,23 +232,28 @@ def _describe(event: AuditEvent, previous: object | None, unrecorded: int) -> Ev
             "This event was logged at Request level: responses are recorded at "
             "RequestResponse level only.",
         )
+    missing = (
+        "The response body is missing"
+        if event.response_object is None
+        else "The response body is not a version of the object"
+    )
     if event.verb == "patch" and event.request_object is not None:
         if unrecorded and classify_patch(event.request_object) in COMPUTABLE_PATCHES:
             return _not_recorded(
                 previous,
-                f"The response body is missing, and {_changes_without_result(unrecorded)} "
-                "since the previous stored version, so the version this patch applied to is "
-                "not known.",
+                f"{missing}, and {_changes_without_result(unrecorded)} since the previous "
+                "stored version, so the version this patch applied to is not known.",
             )
-        return _patched(event.request_object, previous)
+        return _patched(event.request_object, previous, missing)
+    if event.response_object is not None:
+        return _not_recorded(previous, f"{missing}.")
     return _not_recorded(
         previous,
-        "The response body is missing (the API server drops bodies of "
-        "oversized events, and the Request level records none).",
+        f"{missing} (the API server drops bodies of oversized events).",
     )
 
 
-def _patched(patch: object, previous: object | None) -> EventChange:
+def _patched(patch: object, previous: object | None, missing: str) -> EventChange:
     kind = classify_patch(patch)
     outcome = apply_patch(previous, patch)
     if outcome.result is None:
@@ -257,7 +262,7 @@ def _patched(patch: object, previous: object | None) -> EventChange:
             previous,
             None,
             (),
-            f"The response body is missing. The patch is {outcome.reason}.",
+            f"{missing}. The patch is {outcome.reason}.",
             patch_kind=kind,
         )
     return _compared(
@@ -266,7 +271,7 @@ def _patched(patch: object, previous: object | None) -> EventChange:
         is_computed=True,
         patch_kind=kind,
         prefix=(
-            f"Computed, not recorded: the response body is missing, so this is the patch "
+            f"Computed, not recorded: {missing[0].lower()}{missing[1:]}, so this is the patch "
             f"({_PATCH_NAMES[kind]}) applied to the previous stored version. "
         ),
     )

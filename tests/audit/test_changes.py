@@ -123,6 +123,7 @@ def test_noise_fields_are_not_changes() -> None:
         ({"verb": "update", "level": "Metadata"}, "Metadata level"),
         ({"verb": "update", "level": "Request", "requestObject": CONFIG_MAP}, "Request level"),
         ({"verb": "update", "requestObject": CONFIG_MAP}, "response body is missing"),
+        ({"verb": "update", "responseObject": [CONFIG_MAP]}, "not a version of the object"),
         ({"verb": "patch", "stage": "RequestReceived", "responseStatus": None}, "RequestReceived"),
         ({"verb": "create", "level": "Metadata"}, "Metadata level"),
         ({"verb": "delete", "responseStatus": None, "stage": "RequestReceived"}, "RequestReceived"),

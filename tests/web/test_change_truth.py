@@ -364,3 +364,33 @@ async def test_authorization_reason_is_listed_once(web: httpx.AsyncClient) -> No
 
     assert page.text.count("ClusterRoleBinding &#34;ops&#34;") == 1
     assert "mutation.webhook.admission.k8s.io/round_0_index_0" in page.text
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"verb": "patch", "requestObject": "not json patch"},
+        {"verb": "patch", "requestObject": 42},
+        {"verb": "patch", "requestObject": [1, {"op": "add"}]},
+        {"verb": "patch", "requestObject": [{"op": "move", "from": "/nope", "path": "/x"}]},
+        {"verb": "patch", "requestObject": [{"op": "replace", "path": "", "value": "scalar"}]},
+        {"verb": "patch", "requestObject": {"data": {"A": None}, "\u2028": {"$patch": "x"}}},
+        {"verb": "update", "responseObject": [1, 2, 3]},
+        {"verb": "update", "responseObject": "text"},
+        {"verb": "update", "responseObject": {"kind": "ConfigMap", "data": {"k": [{"a": [[]]}]}}},
+    ],
+)
+async def test_odd_bodies_never_break_the_change_views(
+    web: httpx.AsyncClient, overrides: dict[str, Any]
+) -> None:
+    event = cm(overrides.pop("verb"), 10, **overrides)
+    await post_events(web, [cm_create(), event])
+    event_id_ = await event_id(web, event["auditID"])
+
+    for tab in ("request", "previous", "raw"):
+        page = await web.get(f"/changes/{event_id_}", params={"tab": tab, "noise": "show"})
+        assert page.status_code == 200, tab
+    assert (await web.get(HISTORY, params={"reads": "show"})).status_code == 200
+    api = await web.get(f"/api/v1/events/{event_id_}")
+    assert api.status_code == 200
+    assert api.json()["change"]["outcome"] in ("not_recorded", "changed", "unchanged")
