@@ -107,6 +107,7 @@ async def test_secret_rotation_is_changed_in_previous_tab_and_history(
     assert rotation.diff is not None
     assert rotation.diff.changed == 1
     assert create.change.outcome is Outcome.CREATED
+    assert "reads-toggle" not in history.text  # no reads, no switch
     assert "data.password: changed (redacted)" in history.text
     assert "hmac-sha256" not in history.text
 
