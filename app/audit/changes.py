@@ -359,7 +359,12 @@ def _show(value: JsonValue) -> str:
         return "redacted"
     if isinstance(value, str):
         text = MARKER_RE.sub("[redacted]", value)
-        is_plain = bool(text) and text.isprintable() and text.strip() == text
+        is_plain = (
+            bool(text)
+            and text.isprintable()
+            and text.strip() == text
+            and not _reads_as_other_scalar(text)
+        )
         text = text if is_plain else json.dumps(text, ensure_ascii=False)
     elif isinstance(value, list) and value and len(json.dumps(value)) > _MAX_VALUE_CHARS:
         text = f"[{len(value)} item{'s' if len(value) != 1 else ''}]"
@@ -375,3 +380,14 @@ def _printable(text: str) -> str:
         char if char.isprintable() else char.encode("unicode_escape").decode("ascii")
         for char in text
     )
+
+
+def _reads_as_other_scalar(text: str) -> bool:
+    """True for strings such as "3", "true" or "null" that unquoted would read as non-strings."""
+    if len(text) > _MAX_VALUE_CHARS or text[0] in "[{":
+        return False  # scalars that read as numbers, booleans or null are short
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return False
+    return not isinstance(value, str)

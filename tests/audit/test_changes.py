@@ -244,3 +244,9 @@ def test_hostile_keys_and_values_stay_short_and_on_one_line() -> None:
     assert len(field.text) < 200
     assert "\n" not in field.text
     assert "\u2028" not in field.text
+
+
+def test_strings_that_look_like_other_values_are_quoted() -> None:
+    fields = field_changes({"a": "3", "b": True, "c": "x"}, {"a": 3, "b": "true", "c": None})
+
+    assert [f.text for f in fields] == ['a: "3" → 3', 'b: true → "true"', "c: x → null"]
