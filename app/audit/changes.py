@@ -383,9 +383,12 @@ def _printable(text: str) -> str:
 
 
 def _reads_as_other_scalar(text: str) -> bool:
-    """True for strings such as "3", "true" or "null" that unquoted would read as non-strings."""
-    if len(text) > _MAX_VALUE_CHARS or text[0] in "[{":
-        return False  # scalars that read as numbers, booleans or null are short
+    """True for strings such as "3", "true", "null" or "[1]" that unquoted would read as
+    non-strings."""
+    if text[0] in "[{":
+        return True  # would read as a list or an object
+    if len(text) > _MAX_VALUE_CHARS:
+        return False  # numbers, booleans and null that matter here are short
     try:
         value = json.loads(text)
     except ValueError:

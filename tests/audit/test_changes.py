@@ -247,6 +247,13 @@ def test_hostile_keys_and_values_stay_short_and_on_one_line() -> None:
 
 
 def test_strings_that_look_like_other_values_are_quoted() -> None:
-    fields = field_changes({"a": "3", "b": True, "c": "x"}, {"a": 3, "b": "true", "c": None})
+    fields = field_changes(
+        {"a": "3", "b": True, "c": "x", "d": "[1]"}, {"a": 3, "b": "true", "c": None, "d": [1]}
+    )
 
-    assert [f.text for f in fields] == ['a: "3" → 3', 'b: true → "true"', "c: x → null"]
+    assert [f.text for f in fields] == [
+        'a: "3" → 3',
+        'b: true → "true"',
+        "c: x → null",
+        'd: "[1]" → [1]',
+    ]
