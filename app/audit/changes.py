@@ -272,7 +272,8 @@ def _patched(patch: object, previous: object | None, missing: str) -> EventChang
         patch_kind=kind,
         prefix=(
             f"Computed, not recorded: {missing[0].lower()}{missing[1:]}, so this is the patch "
-            f"({_PATCH_NAMES[kind]}) applied to the previous stored version. "
+            f"({_PATCH_NAMES[kind]}) applied to the previous stored version; admission "
+            "webhooks and defaulting may have changed more. "
         ),
     )
 
