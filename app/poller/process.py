@@ -1,7 +1,7 @@
-"""`python -m app.poller [--once]`: the poller as its own process (= `audit-timeline poll`).
+"""The poller as its own process (`audit-timeline poll [--once]`, called by app/cli.py).
 
 Builds the engine, client and signal handling around Poller.run_forever(); SIGTERM/SIGINT
-finish the page in hand (its checkpoint committed) and exit.
+finish the page in hand (its checkpoint committed) and exit. Imports nothing from the CLI.
 """
 
 from __future__ import annotations
@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import sys
-from collections.abc import Sequence
 
 from app.settings import Settings
 
@@ -50,13 +48,3 @@ async def poll(settings: Settings, database_url: str, *, once: bool) -> int:
         f" quarantined {total.quarantined}, skipped {total.skipped}"
     )
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    from app.cli import main as cli_main
-
-    return cli_main(["poll", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    sys.exit(main())
