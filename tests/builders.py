@@ -50,15 +50,15 @@ def secret_event(data: dict[str, str], **overrides: Any) -> dict[str, Any]:
         "type": "Opaque",
         "data": data,
     }
-    return audit_event(
-        objectRef={
+    defaults: dict[str, Any] = {
+        "objectRef": {
             "resource": "secrets",
             "namespace": "payments",
             "name": "db-password",
             "apiVersion": "v1",
         },
-        requestURI="/api/v1/namespaces/payments/secrets",
-        requestObject=body,
-        responseObject=body,
-        **overrides,
-    )
+        "requestURI": "/api/v1/namespaces/payments/secrets",
+        "requestObject": body,
+        "responseObject": body,
+    }
+    return audit_event(**{**defaults, **overrides})

@@ -18,6 +18,7 @@ from starlette.background import BackgroundTask
 from app.access import require
 from app.api.openapi import error_responses
 from app.audit import queries
+from app.audit.changes import change_out
 from app.audit.export import CSV_HEADER, csv_header, csv_row, export_filename, ndjson_row
 from app.audit.normalize import reconstruct_event
 from app.audit.schemas import (
@@ -32,6 +33,7 @@ from app.audit.schemas import (
     event_out,
 )
 from app.audit.seal import SealBroken
+from app.audit.versions import load_change
 from app.db import SessionDep
 
 logger = logging.getLogger(__name__)
@@ -155,6 +157,7 @@ async def get_event(
     event_id: Annotated[int, Path(ge=1, le=2**63 - 1)], session: SessionDep
 ) -> AuditEventDetail:
     row = await queries.get_event(session, event_id)
+    loaded = await load_change(session, row)
     return AuditEventDetail(
         **event_fields(row),
         request_object=row.request_object,
@@ -162,6 +165,11 @@ async def get_event(
         source_meta=row.source_meta,
         ingested_at=row.ingested_at,
         event=reconstruct_event(row.raw, row.request_object, row.response_object),
+        change=change_out(
+            loaded.change,
+            previous_event_id=loaded.previous.id if loaded.previous is not None else None,
+            unrecorded=loaded.unrecorded,
+        ),
     )
 
 

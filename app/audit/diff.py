@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import difflib
 import enum
+import itertools
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
@@ -23,6 +25,7 @@ REDACTED_CHANGED: Final = "redacted (changed)"
 REDACTED: Final = "redacted"
 
 _EMBEDDED_MARKER_TEXT: Final = "[redacted]"
+_EMBEDDED_MARKER_CHANGED: Final = "[redacted (changed)]"
 
 _NOISE_METADATA_KEYS: Final = (
     "managedFields",
@@ -365,6 +368,19 @@ def _scrub(value: JsonValue | _Absent) -> JsonValue | _Absent:
     return value
 
 
+def _mask_embedded_pair(left: str, right: str) -> tuple[str, str]:
+    """Two different strings: markers inside them are compared by hash, position by position."""
+    left_markers = MARKER_RE.findall(left)
+    positions = itertools.count()
+
+    def right_word(match: re.Match[str]) -> str:
+        index = next(positions)
+        is_same = index < len(left_markers) and left_markers[index] == match.group(0)
+        return _EMBEDDED_MARKER_TEXT if is_same else _EMBEDDED_MARKER_CHANGED
+
+    return MARKER_RE.sub(_EMBEDDED_MARKER_TEXT, left), MARKER_RE.sub(right_word, right)
+
+
 def _scrub_key(key: str) -> str:
     return MARKER_RE.sub(_EMBEDDED_MARKER_TEXT, key)
 
@@ -375,8 +391,17 @@ def _mask_pair(
     is_left_marker = _is_marker(left)
     is_right_marker = _is_marker(right)
     if is_left_marker and is_right_marker:
-        word = REDACTED_UNCHANGED if left == right else REDACTED_CHANGED
-        return word, word
+        # The keyed hash tells equal values from different ones: the newer side says which.
+        if left == right:
+            return REDACTED_UNCHANGED, REDACTED_UNCHANGED
+        return REDACTED, REDACTED_CHANGED
+    if (
+        isinstance(left, str)
+        and isinstance(right, str)
+        and left != right
+        and not (is_left_marker or is_right_marker)
+    ):
+        return _mask_embedded_pair(left, right)
     if isinstance(left, dict) and isinstance(right, dict):
         masked_left: dict[str, JsonValue] = {}
         masked_right: dict[str, JsonValue] = {}

@@ -19,6 +19,7 @@ from sqlalchemy import delete as sa_delete
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
+from sqlalchemy.orm import aliased
 
 from app.audit.intake import QuarantineRow, conflict_row
 from app.audit.models import AuditEvent, FileCheckpoint, PollCheckpoint, QuarantinedItem
@@ -440,6 +441,7 @@ FACET_COLUMNS: dict[str, Any] = {
 # Responses that are a version of the object (the whole object, not a Status or a Scale).
 _VERSION_SUBRESOURCES = ("status",)
 _NON_VERSION_VERBS = ("list", "watch", "deletecollection")
+_DELETE_VERBS = ("delete", "deletecollection")
 
 
 @dataclass(frozen=True)
@@ -632,6 +634,40 @@ async def previous_version(session: AsyncSession, event: AuditEvent) -> AuditEve
         .limit(1)
     )
     return (await session.scalars(stmt)).first()
+
+
+async def unrecorded_changes_between(
+    session: AsyncSession, event: AuditEvent, *, previous: AuditEvent
+) -> int:
+    """How many requests changed the object between previous and event without a recorded
+    result (no version in the response, no failure code): what a diff between them may hide."""
+    key = object_key(event)
+    if key is None:
+        return 0
+    other = aliased(AuditEvent)
+    later_stage = (
+        select(other.id)
+        .where(
+            other.cluster == AuditEvent.cluster,
+            other.audit_id == AuditEvent.audit_id,
+            other.stage != "RequestReceived",
+        )
+        .exists()
+    )
+    stmt = select(func.count(AuditEvent.audit_id.distinct())).where(
+        *_object_conditions(key),
+        tuple_(AuditEvent.stage_at, AuditEvent.id) > (previous.stage_at, previous.id),
+        tuple_(AuditEvent.stage_at, AuditEvent.id) < (event.stage_at, event.id),
+        AuditEvent.audit_id.not_in((event.audit_id, previous.audit_id)),
+        AuditEvent.verb.in_(CHANGE_VERBS),
+        # A failed request changed nothing; a delete with a code is a known result.
+        AuditEvent.response_code.is_(None)
+        | and_(AuditEvent.response_code < 400, AuditEvent.verb.not_in(_DELETE_VERBS)),
+        ~and_(*_version_conditions()),
+        # The RequestReceived stage of a request whose later stage is stored is that request.
+        ~and_(AuditEvent.stage == "RequestReceived", later_stage),
+    )
+    return int((await session.execute(stmt)).scalar_one())
 
 
 async def object_events(

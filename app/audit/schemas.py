@@ -280,14 +280,58 @@ class AuditEventOut(BaseModel):
     url: str
 
 
+class FieldChangeOut(BaseModel):
+    """One changed field; values are short display text, a secret's only as "redacted"."""
+
+    path: str = Field(description='Display path, e.g. data.LOG_LEVEL or metadata.labels["a/b"]')
+    change: Literal["added", "removed", "changed"]
+    before: str | None
+    after: str | None
+    is_redacted: bool = Field(description="A redacted value: compared by its keyed hash")
+
+
+class ChangeOut(BaseModel):
+    """What the event did to its object, as far as the stored events tell."""
+
+    outcome: Literal[
+        "created",
+        "changed",
+        "unchanged",
+        "deleted",
+        "failed",
+        "read",
+        "not_recorded",
+        "no_previous",
+    ] = Field(
+        description="not_recorded: the event changed or may have changed the object but its "
+        "result was not recorded (never reported as unchanged); no_previous: the result is "
+        "known but no earlier version is stored"
+    )
+    label: str
+    summary: str = Field(description="One line: the changed fields, or the outcome in words")
+    note: str
+    gap_note: str | None = None
+    is_computed: bool = Field(
+        description="The resulting version was computed from a JSON or merge patch applied to "
+        "the previous stored version, not recorded"
+    )
+    patch_kind: str | None
+    previous_event_id: int | None = Field(description="The event holding the previous version")
+    unrecorded_changes_before: int = Field(
+        description="Changes without a recorded result between the previous version and this"
+    )
+    fields: list[FieldChangeOut]
+
+
 class AuditEventDetail(AuditEventOut):
-    """One event whole: bodies, transport metadata and the event as received."""
+    """One event whole: bodies, transport metadata, the event as received and its change."""
 
     request_object: Any | None
     response_object: Any | None
     source_meta: dict[str, Any] | None
     ingested_at: datetime
     event: dict[str, Any] = Field(description="The event as received (secret values redacted)")
+    change: ChangeOut
 
 
 class EventPage(BaseModel):

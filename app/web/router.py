@@ -5,6 +5,7 @@ Each URL serves the full page, or its partial to htmx. Parses, calls queries, re
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import unquote, urlencode
@@ -18,6 +19,7 @@ from app.audit import gaps, queries, request_rows
 from app.audit.normalize import canonical_group
 from app.audit.queries import ObjectKey
 from app.audit.schemas import WINDOWS, TimelineFilter
+from app.audit.versions import load_change
 from app.db import SessionDep
 from app.web import views
 from app.web.htmx import is_partial_request, render
@@ -151,25 +153,29 @@ async def change(
     request: Request,
     event_id: Annotated[int, Path(ge=1, le=2**63 - 1)],
     session: SessionDep,
-    tab: Tab = "request",
+    tab: Tab | None = None,
     noise: Literal["hide", "show"] = "hide",
     lines: Literal["folded", "all"] = "folded",
 ) -> HTMLResponse:
     row = await queries.get_event(session, event_id)
+    if tab is None:
+        # For an update or patch the question is what changed, not what was sent.
+        tab = "previous" if row.verb in ("update", "patch") else "request"
     stages = await request_rows.request_stages(session, [row])
     hide_noise, show_all = noise == "hide", lines == "all"
     view: views.DiffView | None = None
     raw: str | None = None
+    loaded = await load_change(session, row)
     if tab == "request":
         view = await run_in_threadpool(
             views.request_response_view, row, hide_noise=hide_noise, show_all=show_all
         )
     elif tab == "previous":
-        previous = await queries.previous_version(session, row)
         view = await run_in_threadpool(
             views.previous_version_view,
             row,
-            previous,
+            loaded.previous,
+            loaded.change,
             hide_noise=hide_noise,
             show_all=show_all,
         )
@@ -180,7 +186,8 @@ async def change(
         "diff/page.html",
         partial="diff/_diff.html",
         row=views.event_row(row, stages=stages.get((row.cluster, row.audit_id), ())),
-        annotations=(row.raw.get("annotations") or {}) if isinstance(row.raw, dict) else {},
+        annotations=views.shown_annotations(row),
+        change=loaded.change,
         tab=tab,
         noise=noise,
         lines=lines,
@@ -192,13 +199,26 @@ async def change(
 
 
 async def _history(
-    request: Request, session: SessionDep, key: ObjectKey, cursor: str | None
+    request: Request, session: SessionDep, key: ObjectKey, cursor: str | None, reads: str
 ) -> HTMLResponse:
     rows, next_cursor = await queries.object_events(
         session, key, cursor=cursor, limit=_HISTORY_PAGE
     )
     before_page = await queries.previous_version(session, rows[-1]) if rows else None
-    entries = await run_in_threadpool(views.history_entries, rows, before_page)
+    unrecorded = (
+        await queries.unrecorded_changes_between(session, rows[-1], previous=before_page)
+        if rows and before_page is not None
+        else 0
+    )
+    entries = await run_in_threadpool(
+        functools.partial(
+            views.history_entries,
+            rows,
+            before_page,
+            show_reads=reads == "show",
+            unrecorded=unrecorded,
+        )
+    )
     return render(
         request,
         "objects/page.html",
@@ -208,6 +228,7 @@ async def _history(
         gaps=gaps.gap_markers(rows, previous=before_page),
         next_cursor=next_cursor,
         this_url=views.object_url(key),
+        reads=reads,
         now=datetime.now(UTC),
     )
 
@@ -226,8 +247,10 @@ async def object_history(
     object_path: str,
     session: SessionDep,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
+    reads: Literal["hide", "show"] = "hide",
 ) -> HTMLResponse:
-    """One object's events: /objects/{cluster}/namespaces/{namespace}/{resource}/{name}, or
+    """One object's events (reads folded unless reads=show):
+    /objects/{cluster}/namespaces/{namespace}/{resource}/{name}, or
     /objects/{cluster}/{resource}/{name} for cluster-scoped objects; segments percent-encoded."""
     segments = object_segments(request)
     if len(segments) == 5 and segments[1] == "namespaces":
@@ -244,4 +267,4 @@ async def object_history(
         )
     if not all(segments):
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="an object URL segment is empty")
-    return await _history(request, session, key, cursor)
+    return await _history(request, session, key, cursor, reads)

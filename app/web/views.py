@@ -11,12 +11,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from app.audit.changes import EventChange, Outcome, describe_change
 from app.audit.diff import (
     BodyKind,
     SideBySideDiff,
     classify_body,
+    mask_redactions,
     render_json_patch,
     render_version,
+    render_yaml_lines,
     side_by_side,
 )
 from app.audit.models import AuditEvent
@@ -57,24 +60,61 @@ class Pane:
 
 @dataclass(frozen=True)
 class DiffView:
-    """What a diff tab shows: two panes and the rows, or patch operations, or a size notice."""
+    """What a diff tab shows: two panes and the rows, or a patch as sent, or a size notice.
+
+    patch_lines is the request's patch (JSON patch operations, or a patch object as YAML);
+    change is set on the previous-version tab: what this event did to the object.
+    """
 
     tab: str
     left: Pane
     right: Pane
     diff: SideBySideDiff | None
     patch_lines: tuple[str, ...] = ()
+    is_patch_ops: bool = False
     is_too_large: bool = False
+    change: EventChange | None = None
+
+    @property
+    def shows_counts(self) -> bool:
+        """Line counts are the change only when both sides are what they claim to be."""
+        if self.diff is None:
+            return False
+        if self.change is not None:
+            return self.change.outcome.is_known
+        return not self.patch_lines
 
 
 @dataclass(frozen=True)
 class HistoryEntry:
-    """One event in an object's history with its change to the version before."""
+    """One event in an object's history: its outcome, summary and diff to the version before."""
 
     row: EventRow
+    change: EventChange
     diff: SideBySideDiff | None
-    note: str | None
     version_lines: tuple[str, ...]
+    is_too_large: bool = False
+    is_reads: bool = False
+    # The request's patch as sent, when its result was not recorded (or only computed).
+    patch_lines: tuple[str, ...] = ()
+    is_patch_ops: bool = False
+
+
+@dataclass(frozen=True)
+class ReadsFold:
+    """Consecutive reads between two changes, folded into one line."""
+
+    count: int
+    users: tuple[str, ...]
+    first_id: int
+    failed: int = 0
+    is_reads: bool = True
+
+    @property
+    def text(self) -> str:
+        noun = "read" if self.count == 1 else "reads"
+        failed = f" ({self.failed} failed)" if self.failed else ""
+        return f"{self.count} {noun} by {', '.join(self.users)}{failed}"
 
 
 def object_url(key: ObjectKey) -> str:
@@ -98,6 +138,18 @@ def event_row(row: AuditEvent, *, stages: Sequence[tuple[str, int]] = ()) -> Eve
         is_failure=row.response_code is not None and row.response_code >= 400,
         stages=tuple(stages),
     )
+
+
+# Shown in the Result facts already (decision and reason): listed once.
+_AUTHZ_ANNOTATIONS: Final = ("authorization.k8s.io/decision", "authorization.k8s.io/reason")
+
+
+def shown_annotations(row: AuditEvent) -> dict[str, Any]:
+    """The event's annotations that the facts panel does not already show."""
+    annotations = row.raw.get("annotations") if isinstance(row.raw, dict) else None
+    if not isinstance(annotations, dict):
+        return {}
+    return {k: v for k, v in annotations.items() if k not in _AUTHZ_ANNOTATIONS}
 
 
 def raw_json(row: AuditEvent) -> str:
@@ -166,44 +218,58 @@ def _response_note(row: AuditEvent) -> str | None:
     return None
 
 
+def patch_lines(body: Any) -> tuple[tuple[str, ...], bool]:
+    """A patch as sent, readable: JSON patch operations one per line (True), else YAML lines."""
+    if classify_body(body) is BodyKind.JSON_PATCH:
+        return tuple(render_json_patch(body)), True
+    masked, _ = mask_redactions(body, None)
+    return tuple(render_yaml_lines(masked)), False
+
+
+def _is_patch(row: AuditEvent) -> bool:
+    return row.verb == "patch" and isinstance(row.request_object, dict | list)
+
+
 def request_response_view(row: AuditEvent, *, hide_noise: bool, show_all: bool) -> DiffView:
-    """Request body (left) against response body (right)."""
+    """Request body (left) against response body (right); a patch is shown as sent, not diffed."""
     left = Pane("Request body", _request_note(row))
     right = Pane("Response body", _response_note(row))
     if _is_too_large(row.request_object, row.response_object):
         return DiffView("request", left, right, None, is_too_large=True)
-    if classify_body(row.request_object) is BodyKind.JSON_PATCH:
-        ops = row.request_object if isinstance(row.request_object, list) else []
+    if _is_patch(row) or classify_body(row.request_object) is BodyKind.JSON_PATCH:
+        # A patch against the whole object would read as "+39 lines": show both as they are.
+        lines, is_ops = patch_lines(row.request_object)
         diff = side_by_side(
             None, row.response_object, hide_noise=hide_noise, context=_context(True)
         )
-        return DiffView("request", left, right, diff, patch_lines=tuple(render_json_patch(ops)))
+        return DiffView("request", left, right, diff, patch_lines=lines, is_patch_ops=is_ops)
     diff = _diff(row.request_object, row.response_object, hide_noise=hide_noise, show_all=show_all)
     return DiffView("request", left, right, diff)
 
 
-def _this_version_note(row: AuditEvent) -> str | None:
-    if is_version(row):
-        return None
-    code = row.response_code
-    if code is not None and code >= 400:
-        return f"This request failed ({code}): the object did not change."
-    if row.verb in ("delete", "deletecollection"):
-        return "Deleted by this event."
-    if row.response_object is None:
-        return "This event's response was not recorded, so the resulting version is unknown."
-    return "This event's response is not a version of the object."
+def _this_version_pane(change: EventChange) -> Pane:
+    if change.is_computed:
+        return Pane("This version (computed from the patch)", "Computed, not recorded.")
+    if change.outcome is Outcome.FAILED:
+        return Pane("This version", "The request failed: the object did not change.")
+    if change.outcome is Outcome.DELETED:
+        return Pane("This version", "Deleted by this event.")
+    if change.outcome is Outcome.NOT_RECORDED:
+        return Pane("This version", "Not recorded: the resulting version is unknown.")
+    return Pane("This version")
 
 
 def previous_version_view(
     row: AuditEvent,
     previous: AuditEvent | None,
+    change: EventChange,
     *,
     hide_noise: bool,
     show_all: bool,
 ) -> DiffView:
-    """The object's last stored version before this event (left) against this one (right)."""
-    if previous is None:
+    """The object's last stored version before this event (left) against this one (right);
+    change is describe_change's reading of the event against that version."""
+    if row.verb == "create" or previous is None:
         note = (
             "None: this event created the object."
             if row.verb == "create"
@@ -217,40 +283,101 @@ def previous_version_view(
             None,
             f"/changes/{previous.id}",
         )
-    right = Pane("This version", _this_version_note(row))
-    before = previous.response_object if previous is not None else None
-    after = row.response_object if is_version(row) else None
+    right = _this_version_pane(change)
+    lines, is_ops = patch_lines(row.request_object) if _is_patch(row) else ((), False)
+    before, after = change.before, change.after
+    if change.outcome in (Outcome.FAILED, Outcome.NOT_RECORDED, Outcome.READ):
+        # Nothing changed, or what did is unknown: the previous version, and what a read
+        # returned (another version seen), side by side; no counts (shows_counts).
+        before = previous.response_object if previous is not None else None
+        after = row.response_object if is_version(row) else None
+    if row.verb == "create":
+        before = None
     if _is_too_large(before, after):
-        return DiffView("previous", left, right, None, is_too_large=True)
+        return DiffView("previous", left, right, None, is_too_large=True, change=change)
     diff = _diff(before, after, hide_noise=hide_noise, show_all=show_all)
-    return DiffView("previous", left, right, diff)
+    return DiffView(
+        "previous", left, right, diff, patch_lines=lines, is_patch_ops=is_ops, change=change
+    )
 
 
 def history_entries(
-    rows: Sequence[AuditEvent], before_page: AuditEvent | None
-) -> list[HistoryEntry]:
-    """Entries for rows (newest first), each diffed against the version before it."""
-    entries: list[HistoryEntry] = []
+    rows: Sequence[AuditEvent],
+    before_page: AuditEvent | None,
+    *,
+    show_reads: bool = False,
+    unrecorded: int = 0,
+) -> list[HistoryEntry | ReadsFold]:
+    """Entries for rows (newest first, one per request), each against the version before it;
+    reads folded into one line per run unless show_reads. unrecorded: changes without a
+    recorded result between before_page and the oldest row."""
+    entries: list[HistoryEntry | ReadsFold] = []
     version = before_page.response_object if before_page is not None else None
-    for row in reversed(rows):
-        before = version
-        if is_version(row):
-            version = row.response_object
-        elif row.verb in ("delete", "deletecollection") and (row.response_code or 0) < 400:
-            version = None
-        diff: SideBySideDiff | None = None
-        note: str | None = None
-        if row.response_code is not None and row.response_code >= 400:
-            note = f"Failed ({row.response_code}): no change."
-        elif _is_too_large(before, version):
-            note = "Too large to diff here: open the event."
-        elif row.verb in CHANGE_VERBS or before != version:
-            diff = side_by_side(before, version, hide_noise=True, context=DIFF_CONTEXT)
-            if diff.is_identical:
-                note, diff = "No change to the stored version.", None
-        else:
-            note = "Read: no change."
-        lines = render_version(version)
-        entries.append(HistoryEntry(event_row(row), diff, note, lines))
+    reads: list[AuditEvent] = []
+    for row in reversed(one_per_request(rows)):
+        change = describe_change(row, version, unrecorded=unrecorded)
+        # A read that returned the object is an observed version too.
+        if is_version(row) or change.outcome is Outcome.DELETED:
+            version = row.response_object if is_version(row) else None
+            unrecorded = 0
+        elif change.outcome is Outcome.NOT_RECORDED or change.is_computed:
+            unrecorded += 1
+        if row.verb not in CHANGE_VERBS and not show_reads:
+            reads.append(row)
+            continue
+        if reads:
+            entries.append(_fold(reads))
+            reads = []
+        entries.append(_history_entry(row, change))
+    if reads:
+        entries.append(_fold(reads))
     entries.reverse()
     return entries
+
+
+# Which stage of a request says the most about it.
+_STAGE_RANK: Final = {"ResponseComplete": 3, "Panic": 2, "ResponseStarted": 1}
+
+
+def one_per_request(rows: Sequence[AuditEvent]) -> list[AuditEvent]:
+    """The most complete stored stage of each request in rows, in the rows' order."""
+    best: dict[tuple[str, str], AuditEvent] = {}
+    for row in rows:
+        key = (row.cluster, row.audit_id)
+        kept = best.get(key)
+        if kept is None or _STAGE_RANK.get(row.stage, 0) > _STAGE_RANK.get(kept.stage, 0):
+            best[key] = row
+    chosen = {id(row) for row in best.values()}
+    return [row for row in rows if id(row) in chosen]
+
+
+def _history_entry(row: AuditEvent, change: EventChange) -> HistoryEntry:
+    diff: SideBySideDiff | None = None
+    is_too_large = _is_too_large(change.before, change.after)
+    has_bodies = change.before is not None or change.after is not None
+    if (
+        change.outcome in (Outcome.CHANGED, Outcome.CREATED, Outcome.DELETED)
+        and has_bodies
+        and not is_too_large
+    ):
+        diff = side_by_side(change.before, change.after, hide_noise=True, context=DIFF_CONTEXT)
+    lines = render_version(change.after) if not is_too_large else ()
+    patch: tuple[str, ...] = ()
+    is_ops = False
+    if _is_patch(row) and (change.is_computed or change.outcome is Outcome.NOT_RECORDED):
+        patch, is_ops = patch_lines(row.request_object)
+    return HistoryEntry(
+        event_row(row),
+        change,
+        diff,
+        lines,
+        is_too_large,
+        patch_lines=patch,
+        is_patch_ops=is_ops,
+    )
+
+
+def _fold(reads: Sequence[AuditEvent]) -> ReadsFold:
+    users = dict.fromkeys(row.username or "unknown user" for row in reversed(reads))
+    failed = sum(1 for row in reads if row.response_code is not None and row.response_code >= 400)
+    return ReadsFold(len(reads), tuple(users), reads[-1].id, failed)

@@ -29,6 +29,7 @@ from app.audit.diff import (
     split_changed_line,
     strip_noise,
 )
+from app.audit.redact import LAST_APPLIED, Redactor
 
 REAL_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "real"
 OPENSHIFT = "openshift-clo__apiaudit_audit_in.jsonl"
@@ -523,8 +524,21 @@ def test_redaction_markers_compare_without_revealing_hashes(
 
     assert f"  same: {REDACTED_UNCHANGED}" in diff.left.lines
     assert f"  same: {REDACTED_UNCHANGED}" in diff.right.lines
-    assert f"  rotated: {REDACTED_CHANGED}" in diff.left.lines
+    # The older side says "redacted", the newer "redacted (changed)": a changed, counted line.
+    assert f"  rotated: {REDACTED}" in diff.left.lines
     assert f"  rotated: {REDACTED_CHANGED}" in diff.right.lines
+    rotated = [
+        row
+        for row in diff.rows
+        if row.right is not None and row.right.text == f"  rotated: {REDACTED_CHANGED}"
+    ]
+    assert [row.kind for row in rotated] == [RowKind.CHANGED]
+    assert rotated[0].left is not None
+    assert rotated[0].left.text == f"  rotated: {REDACTED}"
+    same = [row for row in diff.rows if row.left and row.left.text.startswith("  same:")]
+    assert [row.kind for row in same] == [RowKind.EQUAL]
+    assert diff.changed >= 1
+    assert not diff.is_identical
     assert f"  dropped: {REDACTED}" in diff.left.lines
     assert f"  new: {REDACTED}" in diff.right.lines
     text = all_rendered_text(diff)
@@ -556,6 +570,35 @@ def test_markers_against_missing_side_plain_value_and_inside_strings() -> None:
     assert "token: redacted" in alone.left.lines
     assert "hmac-sha256" not in all_rendered_text(alone)
     assert left["token"] == MARKER_A
+
+
+def test_secret_rotation_alone_is_one_changed_line() -> None:
+    secret = {"kind": "Secret", "apiVersion": "v1", "metadata": {"name": "db"}}
+    before = {**secret, "data": {"password": MARKER_A, "user": MARKER_B}}
+    after = {**secret, "data": {"password": MARKER_C, "user": MARKER_B}}
+
+    diff = side_by_side(before, after)
+    unchanged = side_by_side(before, copy.deepcopy(before))
+
+    assert (diff.added, diff.removed, diff.changed) == (0, 0, 1)
+    assert not diff.is_identical
+    assert f"  user: {REDACTED_UNCHANGED}" in diff.right.lines
+    assert unchanged.is_identical
+    assert f"  password: {REDACTED_UNCHANGED}" in unchanged.right.lines
+
+
+def test_markers_inside_strings_are_compared_by_hash() -> None:
+    before = {"note": f"a {MARKER_A} b {MARKER_B}", "same": f"x {MARKER_A}", "other": "v1"}
+    after = {"note": f"a {MARKER_A} b {MARKER_C}", "same": f"x {MARKER_A}", "other": "v2"}
+
+    masked_left, masked_right = mask_redactions(before, after)
+    diff = side_by_side(before, after)
+
+    assert masked_left["note"] == "a [redacted] b [redacted]"
+    assert masked_right["note"] == "a [redacted] b [redacted (changed)]"
+    assert masked_left["same"] == masked_right["same"] == "x [redacted]"
+    assert diff.changed == 2
+    assert "hmac-sha256" not in all_rendered_text(diff)
 
 
 def test_json_patch_values_are_masked() -> None:
@@ -784,3 +827,48 @@ def test_render_version_is_the_lone_side_of_a_diff() -> None:
     assert render_version(body) == side_by_side(None, body).right.lines
     assert "resourceVersion" not in "\n".join(render_version(body))
     assert render_version(None) == ()
+
+
+def test_last_applied_and_token_markers_compare_by_hash() -> None:
+    redactor = Redactor(b"0123456789abcdef")
+
+    def secret(password: str) -> dict[str, Any]:
+        applied = json.dumps({"data": {"password": password}})
+        event = {
+            "objectRef": {"resource": "secrets", "name": "db"},
+            "responseObject": {
+                "kind": "Secret",
+                "metadata": {"name": "db", "annotations": {LAST_APPLIED: applied}},
+                "data": {"password": password},
+            },
+        }
+        redactor.redact_event(event)
+        return dict(event["responseObject"])
+
+    shown = side_by_side(secret("b2xk"), secret("bmV3"), hide_noise=False)
+    annotation = [row for row in shown.rows if row.right and LAST_APPLIED in row.right.text]
+    assert [row.kind for row in annotation] == [RowKind.CHANGED]
+    assert annotation[0].right is not None
+    assert annotation[0].right.text.endswith(f"{LAST_APPLIED}: {REDACTED_CHANGED}")
+    assert shown.changed == 2  # the password and the annotation
+    same = side_by_side(secret("b2xk"), secret("b2xk"), hide_noise=False)
+    assert same.is_identical
+
+    review = {
+        "objectRef": {"resource": "tokenreviews", "apiGroup": "authentication.k8s.io"},
+        "requestObject": {"kind": "TokenReview", "spec": {"token": "eyJhbGciOi"}},
+        "responseObject": {
+            "kind": "TokenReview",
+            "spec": {"token": "eyJhbGciOi"},
+            "status": {"authenticated": True},
+        },
+    }
+    redactor.redact_event(review)
+    tokens = side_by_side(review["requestObject"], review["responseObject"])
+    assert f"  token: {REDACTED_UNCHANGED}" in tokens.right.lines
+    assert tokens.changed == 0
+    first = {"kind": "TokenRequest", "status": {"token": redactor.marker("a")}}
+    second = {"kind": "TokenRequest", "status": {"token": redactor.marker("b")}}
+    rotated = side_by_side(first, second)
+    assert f"  token: {REDACTED_CHANGED}" in rotated.right.lines
+    assert rotated.changed == 1

@@ -183,8 +183,12 @@ async def test_change_detail_tabs(web: httpx.AsyncClient, spy: TemplateSpy) -> N
     ids = await ids_by_verb(web)
     page = await web.get(f"/changes/{ids['patch']}")
     assert spy.template == "diff/page.html"
+    assert spy.context["tab"] == "previous"  # an update or patch opens on what changed
+    assert spy.context["view"].change.summary.startswith("spec.ingress[0].ports: ")
+    page = await web.get(f"/changes/{ids['patch']}", params={"tab": "request"})
     view = spy.context["view"]
     assert view.patch_lines == ('add /spec/ingress/0/ports/1: {"port":443}',)
+    assert not view.shows_counts
     assert "JSON patch" in (view.left.note or "")
     assert "bob" not in page.text
     assert "alice@example.com" in page.text
@@ -220,7 +224,7 @@ async def test_object_url_forms_find_the_same_history(
     await post_events(web, policy_events())
     page = await web.get(f"/objects/test/namespaces/payments/{resource}/allow-web")
     assert page.status_code == 200
-    assert len(spy.context["entries"]) == 4
+    assert len(spy.context["entries"]) == 4  # delete, one folded read, patch, create
 
 
 async def test_object_history_diffs_each_event_to_the_one_before(
@@ -233,18 +237,26 @@ async def test_object_history_diffs_each_event_to_the_one_before(
     assert page.status_code == 200
     assert spy.template == "objects/page.html"
     entries = spy.context["entries"]
-    assert [e.row.event.verb for e in entries] == ["delete", "get", "patch", "create"]
-    delete, get, patch, create = entries
+    assert [e.is_reads or e.row.event.verb for e in entries] == ["delete", True, "patch", "create"]
+    delete, reads, patch, create = entries
     assert create.diff is not None
     assert create.diff.left.is_missing
     assert patch.diff is not None
     assert patch.diff.added == 2
-    assert get.diff is None
-    assert get.note == "Read: no change."
+    assert reads.is_reads
+    assert reads.text == "1 read by alice@example.com"
+    assert "1 read by alice@example.com" in page.text
     assert delete.diff is not None
     assert delete.diff.right.is_missing
     assert any("443" in line for line in patch.version_lines)
     assert delete.version_lines == ()
+    await web.get(
+        "/objects/test/namespaces/payments/networkpolicies/allow-web", params={"reads": "show"}
+    )
+    get = spy.context["entries"][1]
+    assert get.row.event.verb == "get"
+    assert get.diff is None
+    assert get.change.summary == "A get request: it does not change the object."
     missing = await web.get("/objects/test/networkpolicies/nothing-here")
     assert missing.status_code == 200
     assert "No events" in missing.text
