@@ -15,7 +15,7 @@ from app.audit import coverage
 from app.audit.coverage import CoverageFilter, CoverageReport
 from app.db import SessionDep
 
-router = APIRouter(tags=["coverage"], responses=error_responses(400, 401, 403, 422, 503))
+router = APIRouter(tags=["coverage"], responses=error_responses(401, 403, 422, 503))
 
 
 @router.get(
