@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from app.access import AccessPolicy, require
 from app.api.coverage import router as coverage_api_router
 from app.api.docs import router as docs_router
+from app.api.reports import router as reports_api_router
 from app.api.router import quarantine_router
 from app.api.router import router as events_router
 from app.audit import queries
@@ -36,7 +37,6 @@ from app.settings import Settings
 from app.web.coverage import router as coverage_web_router
 from app.web.hosts import HostOriginMiddleware, HostPolicy
 from app.web.htmx import render_error, wants_html
-from app.web.reports import api_router as reports_api_router
 from app.web.reports import router as reports_web_router
 from app.web.router import router as web_router
 from app.web.security import SecurityHeadersMiddleware

@@ -1,5 +1,6 @@
-"""/reports (HTML, CSV, NDJSON, signed bundle) and GET /api/v1/reports/public-key; also the
-file writer the `audit-timeline report` command uses. The report itself is app/audit/reports.py.
+"""/reports: the change report as a page, CSV, NDJSON or signed bundle, and the scheduled bundles.
+
+The report itself is app/audit/reports.py; files are written by app/report_files.py.
 """
 
 from __future__ import annotations
@@ -11,25 +12,21 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import FileResponse, HTMLResponse, PlainTextResponse
+from fastapi.responses import FileResponse, HTMLResponse
 from pydantic import Field, field_validator
 from starlette.background import BackgroundTask
 
 from app.access import require
-from app.api.openapi import error_responses
 from app.audit import reports
-from app.audit.bundle import public_pem
 from app.audit.schemas import TimeBounds
 from app.db import SessionDep
 from app.errors import InvalidFilter, NotFound
 from app.report_files import write_report_file
-from app.report_key import load_signing_key
 from app.report_schedule import list_scheduled, scheduled_path
 from app.settings import Settings
 from app.web.htmx import render
 
 router = APIRouter(include_in_schema=False)
-api_router = APIRouter(tags=["reports"])
 # The HTML page lists this many objects; the files hold them all.
 HTML_LIMIT = 500
 
@@ -137,19 +134,3 @@ async def scheduled_file(request: Request, name: str) -> FileResponse:
     if path is None:
         raise NotFound(f"no scheduled report named {name[:100]!r}")
     return FileResponse(path, media_type="application/zip", filename=name)
-
-
-@api_router.get(
-    "/public-key",
-    summary="The Ed25519 public key (PEM) that signs report bundles",
-    response_class=PlainTextResponse,
-    responses={
-        200: {"content": {"application/x-pem-file": {"schema": {"type": "string"}}}},
-        **error_responses(401, 403),
-    },
-)
-async def public_key(request: Request) -> PlainTextResponse:
-    key = load_signing_key(request.app.state.settings)
-    return PlainTextResponse(
-        public_pem(key.public_key()).decode(), media_type="application/x-pem-file"
-    )
