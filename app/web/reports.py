@@ -142,6 +142,7 @@ async def scheduled_file(request: Request, name: str) -> FileResponse:
     "/public-key",
     summary="The Ed25519 public key (PEM) that signs report bundles",
     response_class=PlainTextResponse,
+    responses={200: {"content": {"application/x-pem-file": {"schema": {"type": "string"}}}}},
 )
 async def public_key(request: Request) -> PlainTextResponse:
     key = load_signing_key(request.app.state.settings)
