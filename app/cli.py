@@ -475,7 +475,9 @@ def _self_signed(settings: Settings, hosts: Sequence[str]) -> SelfSignedTls | No
         f"audit-timeline: TLS: CA {tls.ca} ({ca}), server certificate {tls.server}"
         f" for {', '.join(tls.hosts)}\n"
         f"audit-timeline: TLS: in the webhook kubeconfig set certificate-authority: {ca}"
-        " and an https:// server URL (kube-apiserver sends the token only over https)",
+        " and an https:// server URL (kube-apiserver sends the token only over https)\n"
+        "audit-timeline: TLS: or let `audit-timeline webhook-config --cluster NAME"
+        " --server-url https://HOST:PORT/ingest` write that kubeconfig (it embeds this CA)",
         flush=True,
     )
     return tls
