@@ -24,8 +24,8 @@ from app.audit import queries
 from app.db import DATABASE_DOWN_ERRORS, make_engine, make_sessionmaker
 from app.errors import AppError, SourceUnavailable
 from app.ingest.auth import REJECT_REASONS, WarningLimiter
-from app.ingest.router import kubernetes_status
 from app.ingest.limits import IngestLimiter
+from app.ingest.router import kubernetes_status
 from app.ingest.router import router as ingest_router
 from app.metrics import Metrics
 from app.poller.task import PollerTask, start_poller

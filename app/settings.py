@@ -124,7 +124,12 @@ class Settings(BaseSettings):
     es_backoff_max: timedelta = timedelta(seconds=60)
 
     @field_validator(
-        "redact_paths", "es_url", "auth_proxy_addresses", "tls_hosts", "allowed_hosts", mode="before"
+        "redact_paths",
+        "es_url",
+        "auth_proxy_addresses",
+        "tls_hosts",
+        "allowed_hosts",
+        mode="before",
     )
     @classmethod
     def _csv(cls, value: object) -> object:
