@@ -27,6 +27,23 @@ class ErrorBody(BaseModel):
     detail: None
 
 
+class IngestErrorBody(BaseModel):
+    """An ingest error: the same sentence, and (from the ingest handler) the fields of a
+    Kubernetes `Status`, so kube-apiserver's webhook client logs the message."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    error: str
+    detail: None
+    kind: str | None = None
+    apiVersion: str | None = None  # noqa: N815 (the Kubernetes field name)
+    metadata: dict[str, Any] | None = None
+    status: str | None = None
+    message: str | None = None
+    reason: str | None = None
+    code: int | None = None
+
+
 class ValidationErrorBody(BaseModel):
     """Parameters that are not valid: the sentence, and each parameter with its problem."""
 
@@ -51,12 +68,13 @@ DESCRIPTIONS: Final = {
 }
 
 
-def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+def error_responses(*codes: int, is_ingest: bool = False) -> dict[int | str, dict[str, Any]]:
     """The `responses=` of a route or router for these error statuses."""
+    plain = IngestErrorBody if is_ingest else ErrorBody
     return {
         code: {
             "description": DESCRIPTIONS[code],
-            "model": ValidationErrorBody if code == 422 else ErrorBody,
+            "model": ValidationErrorBody if code == 422 else plain,
         }
         for code in codes
     }

@@ -107,7 +107,7 @@ async def read_body(request: Request, limit: int) -> bytes:
     "/ingest",
     response_model=IngestResult,
     summary="Store audit events (EventList, Event, JSON array or NDJSON; gzip accepted)",
-    responses=error_responses(400, 401, 403, 413, 415, 429, 503),
+    responses=error_responses(400, 401, 403, 413, 415, 429, 503, is_ingest=True),
 )
 async def ingest(
     request: Request, cluster: Annotated[str, Depends(authenticate_ingest)]
