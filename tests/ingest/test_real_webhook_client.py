@@ -2,8 +2,9 @@
 from tests/webhook_client/) against `audit-timeline serve` as a user runs it.
 
 Over HTTPS with the self-signed CA of `tls init`, a bearer token and the kubeconfig that
-`webhook-config` prints (the README's path), thousands of events arrive once each and JSON-equal; a PostgreSQL outage mid-stream loses and doubles nothing; over plain
-HTTP the client sends no token, and the server says why.
+`webhook-config` prints (the README's path), thousands of events arrive once each and
+JSON-equal; a PostgreSQL outage mid-stream loses and doubles nothing; over plain HTTP the client
+sends no token, and the server says why.
 """
 
 from __future__ import annotations
