@@ -34,6 +34,12 @@ class UnsupportedEncoding(AppError):
     status_code = 415
 
 
+class UnsupportedMediaType(AppError):
+    """A body declared as something else than JSON or NDJSON."""
+
+    status_code = 415
+
+
 class SourceUnavailable(AppError):
     """A backing service (PostgreSQL, Elasticsearch) cannot be reached."""
 

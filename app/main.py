@@ -17,19 +17,27 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.access import AccessPolicy, require
+from app.api.coverage import router as coverage_api_router
+from app.api.docs import router as docs_router
 from app.api.router import quarantine_router
 from app.api.router import router as events_router
 from app.audit import queries
 from app.db import DATABASE_DOWN_ERRORS, make_engine, make_sessionmaker
 from app.errors import AppError, SourceUnavailable
 from app.ingest.auth import REJECT_REASONS, WarningLimiter
+from app.ingest.limits import IngestLimiter
 from app.ingest.router import kubernetes_status
 from app.ingest.router import router as ingest_router
 from app.metrics import Metrics
 from app.poller.task import PollerTask, start_poller
 from app.redaction_key import make_redactor
+from app.report_schedule import ReportScheduler
 from app.settings import Settings
+from app.web.coverage import router as coverage_web_router
+from app.web.hosts import HostOriginMiddleware, HostPolicy
 from app.web.htmx import render_error, wants_html
+from app.web.reports import api_router as reports_api_router
+from app.web.reports import router as reports_web_router
 from app.web.router import router as web_router
 from app.web.security import SecurityHeadersMiddleware
 from app.web.templating import STATIC_DIR
@@ -50,9 +58,14 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)
         poller = start_poller(app, settings, engine) if settings.es_url else None
+        scheduler = (
+            ReportScheduler(app.state.sessionmaker, settings) if settings.report_schedule else None
+        )
         try:
             yield
         finally:
+            if scheduler is not None:
+                await scheduler.stop()
             if poller is not None:
                 await poller.stop()
             await engine.dispose()
@@ -62,6 +75,9 @@ def create_app(settings: Settings) -> FastAPI:
         summary="Kubernetes API-server audit events as a resource-change timeline",
         version="0.1.0",
         lifespan=lifespan,
+        # /docs is served from our own static files (app/api/docs.py); ReDoc would need a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.metrics = Metrics()
@@ -70,6 +86,12 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.no_credentials_warning = WarningLimiter()
     for reason in REJECT_REASONS:
         app.state.metrics.ingest_rejected.labels(reason)  # exported as 0 until the first
+    app.state.ingest_limiter = IngestLimiter(
+        events_per_second=settings.ingest_rate_events,
+        events_burst=settings.ingest_burst_events,
+        bytes_per_second=settings.ingest_rate_bytes,
+        bytes_burst=settings.ingest_burst_bytes,
+    )
 
     app.state.access = AccessPolicy.from_settings(settings)
     viewer, admin = [Depends(require("viewer"))], [Depends(require("admin"))]
@@ -78,8 +100,17 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(events_router, prefix="/events", dependencies=viewer)
     app.include_router(quarantine_router, prefix="/api/v1/quarantine", dependencies=admin)
     app.include_router(web_router, dependencies=viewer)
-    # static/vendor/ is filled by scripts/vendor-assets (htmx from the pinned npm package).
+    app.include_router(coverage_api_router, prefix="/api/v1/coverage", dependencies=viewer)
+    app.include_router(coverage_web_router, dependencies=viewer)
+    app.include_router(reports_web_router, dependencies=viewer)
+    app.include_router(reports_api_router, prefix="/api/v1/reports", dependencies=viewer)
+    app.include_router(docs_router)
+    # static/vendor/ is filled by scripts/vendor-assets (htmx and swagger-ui-dist from the
+    # pinned npm packages).
     app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")
+    hosts = HostPolicy(settings.allowed_hosts, is_loopback_bind=settings.is_loopback)
+    app.add_middleware(HostOriginMiddleware, policy=hosts)
+    # Added last, so outermost: the Host/Origin refusals carry the security headers too.
     app.add_middleware(SecurityHeadersMiddleware)
     _add_probes(app)
     _add_error_handlers(app)
@@ -91,7 +122,12 @@ def _add_probes(app: FastAPI) -> None:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["probes"], summary="The database answers")
+    @app.get(
+        "/readyz",
+        tags=["probes"],
+        summary="The database answers",
+        responses={503: {"description": "The database is down, or the poller failed for good"}},
+    )
     async def readyz(request: Request) -> JSONResponse:
         try:
             async with request.app.state.engine.connect() as conn:
@@ -109,7 +145,13 @@ def _add_probes(app: FastAPI) -> None:
                 return JSONResponse(body, status_code=503)
         return JSONResponse(body)
 
-    @app.get("/metrics", tags=["probes"], summary="Prometheus metrics")
+    @app.get(
+        "/metrics",
+        tags=["probes"],
+        summary="Prometheus metrics",
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    )
     async def metrics(request: Request) -> Response:
         return Response(
             generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST

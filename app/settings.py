@@ -73,12 +73,22 @@ class Settings(BaseSettings):
     auth_proxy_addresses: Annotated[list[str], NoDecode] = Field(default_factory=list)
     auth_proxy_header: str = "X-Forwarded-User"
     auth_proxy_role: Literal["viewer", "exporter", "admin"] = "exporter"
+    # Host names the app answers to (`*.example.com` for subdomains, `*` for any). Empty: only
+    # loopback names on a loopback bind (no DNS rebinding), any name elsewhere.
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     # "token=cluster,token2=cluster2", or a path to a file with one token=cluster per line.
     ingest_tokens: SecretStr | None = None
     ingest_max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     # kube-apiserver sends at most 400 events a batch; this bounds the work one request makes.
     ingest_max_items: int = Field(default=50_000, ge=1)
+    # Per cluster (ingest token): sustained events/s and bytes/s, and the burst each may
+    # send at once (token buckets, per replica; 0 turns a limit off). The defaults stay above
+    # what one kube-apiserver sends (about 10 batches of 400 events a second).
+    ingest_rate_events: float = Field(default=5000, ge=0)
+    ingest_burst_events: int = Field(default=50_000, ge=1)
+    ingest_rate_bytes: float = Field(default=64 * 1024 * 1024, ge=0)
+    ingest_burst_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     # The answer to a webhook sender when the database is down (kube-apiserver retries).
     ingest_retry_after_seconds: int = Field(default=10, ge=1)
 
@@ -90,6 +100,15 @@ class Settings(BaseSettings):
     redact_paths: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     demo_fixtures_dir: Path | None = None
+    # /coverage: a required (resource, verb) not seen for this long before the cluster's newest
+    # event is amber (stale); a cluster with nothing this recent is flagged as a whole.
+    coverage_stale_after: timedelta = timedelta(hours=24)
+    # Scheduled change reports (signed bundles under data_dir/reports, listed on /reports).
+    report_schedule: Literal["daily", "weekly"] | None = None
+    report_schedule_resource_group: (
+        Literal["network-policy", "rbac", "workload-identity"] | None
+    ) = None
+    report_schedule_check: timedelta = timedelta(minutes=10)
 
     es_url: Annotated[list[str], NoDecode] = Field(default_factory=list)
     es_index: str = "tigera_secure_ee_audit_kube.*,calico_auditlogs.*"
@@ -113,7 +132,14 @@ class Settings(BaseSettings):
     # Back-off while Elasticsearch or PostgreSQL is down: 1 s, doubling up to this.
     es_backoff_max: timedelta = timedelta(seconds=60)
 
-    @field_validator("redact_paths", "es_url", "auth_proxy_addresses", "tls_hosts", mode="before")
+    @field_validator(
+        "redact_paths",
+        "es_url",
+        "auth_proxy_addresses",
+        "tls_hosts",
+        "allowed_hosts",
+        mode="before",
+    )
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)

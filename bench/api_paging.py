@@ -32,7 +32,7 @@ from tests.pg import temporary_postgres  # noqa: E402
 FILL = """
 INSERT INTO audit_event (cluster, audit_id, stage, level, verb, request_uri, resource, namespace,
     name, username, user_groups, source_ips, user_agent, response_code, stage_at, requested_at,
-    source, raw)
+    source, raw, is_request_row)
 SELECT 'bench', 'id-' || g, 'ResponseComplete', 'Metadata',
     (ARRAY['get','list','create','patch','update','delete','watch'])[1 + g %% 7],
     '/api/v1/namespaces/ns-' || (g %% 50) || '/pods', (ARRAY['pods','networkpolicies',
@@ -40,7 +40,7 @@ SELECT 'bench', 'id-' || g, 'ResponseComplete', 'Metadata',
     'obj-' || (g %% 5000), 'user-' || (g %% 200), ARRAY['system:authenticated'],
     ARRAY['10.0.0.1'], 'kubectl/v1.31', (ARRAY[200,201,403,404,409])[1 + g %% 5],
     now() - make_interval(secs => g * 0.5), now() - make_interval(secs => g * 0.5),
-    'webhook', jsonb_build_object('auditID', 'id-' || g)
+    'webhook', jsonb_build_object('auditID', 'id-' || g), true
 FROM generate_series(1, %s) AS g
 """
 
@@ -98,7 +98,7 @@ async def run(url: str, count: int, data_dir: Path) -> None:
     ]  # fmt: skip
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
             print(f"{'filter':28} {'depth':>8} {'keyset API ms':>14} {'OFFSET SQL ms':>14}")
             for label, params, where in cases:
                 with psycopg.connect(url) as conn:

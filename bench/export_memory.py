@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
@@ -47,14 +48,14 @@ INSERT INTO audit_event (
     subresource, namespace, name, username, user_uid, user_groups, impersonated_user,
     impersonated_groups, source_ips, user_agent, response_code, response_status,
     response_reason, response_message, authz_decision, authz_reason, requested_at, stage_at,
-    source, source_meta, request_object, response_object, raw, is_redacted)
+    source, source_meta, request_object, response_object, raw, is_redacted, is_request_row)
 SELECT cluster, 'bench-' || g, stage, level, verb, request_uri, api_group, api_version, resource,
     subresource, namespace, name || '-' || (g %% 500),
     CASE WHEN g %% 10 = 0 THEN '=HYPERLINK("http://x","y")' ELSE username END,
     user_uid, user_groups, impersonated_user, impersonated_groups, source_ips, user_agent,
     response_code, response_status, response_reason, response_message, authz_decision,
     authz_reason, requested_at - g * interval '1 second', stage_at - g * interval '1 second',
-    source, source_meta, request_object, response_object, raw, is_redacted
+    source, source_meta, request_object, response_object, raw, is_redacted, true
 FROM audit_event t, generate_series(%(start)s::bigint, %(stop)s::bigint) AS g
 WHERE t.audit_id = 'bench-template'
 """
@@ -74,10 +75,13 @@ def peak_rss_kib(pid: int) -> int:
     raise RuntimeError("no VmHWM in /proc status")
 
 
-async def insert_template(url: str, settings: Settings) -> None:
+async def insert_template(
+    url: str, settings: Settings, template: dict[str, Any] = TEMPLATE
+) -> None:
+    """Store the one event that INSERT ... SELECT generate_series then copies."""
     engine = make_engine(url, pool_size=1)
     batch = prepare_batch(
-        [RawItem(json.dumps(TEMPLATE).encode(), value=TEMPLATE, origin="bench")],
+        [RawItem(json.dumps(template).encode(), value=template, origin="bench")],
         cluster="bench",
         source="file",
         redactor=make_redactor(settings),

@@ -73,7 +73,12 @@ async def post_all(base: str, bodies: list[bytes], senders: int) -> int:
         nonlocal stored
         while queue:
             body = queue.pop()
-            response = await client.post("/ingest", content=body, params={"cluster": "bench"})
+            response = await client.post(
+                "/ingest",
+                content=body,
+                params={"cluster": "bench"},
+                headers={"content-type": "application/json"},
+            )
             response.raise_for_status()
             stored += response.json()["stored"]
 

@@ -35,6 +35,83 @@
     });
   });
 
+  // Picker search boxes filter their list in place: their typing is not a filter change.
+  function filterPicker(search) {
+    var needle = search.value.trim().toLowerCase();
+    var list = search.closest(".picker").querySelector(".picker-options");
+    list.querySelectorAll("li").forEach(function (item) {
+      item.hidden = needle !== "" && item.textContent.toLowerCase().indexOf(needle) < 0;
+    });
+  }
+  ["input", "change", "keydown"].forEach(function (type) {
+    document.addEventListener(type, function (event) {
+      var target = event.target;
+      if (!(target instanceof Element) || !target.classList.contains("picker-search")) return;
+      if (type === "keydown") {
+        if (event.key === "Enter") event.preventDefault(); // not a form submit
+        return;
+      }
+      event.stopPropagation(); // keeps htmx's form trigger from seeing it
+      filterPicker(target);
+    }, true);
+  });
+
+  // The filter form is replaced after each change: keep open pickers open, their search text,
+  // and the focus, so several values can be ticked in a row.
+  var pickerState = null;
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    if (!event.detail.target || event.detail.target.id !== "timeline") return;
+    var active = document.activeElement;
+    pickerState = {
+      open: Array.prototype.map.call(document.querySelectorAll("details.picker[open]"), function (d) {
+        var search = d.querySelector(".picker-search");
+        return { id: d.id, search: search ? search.value : "" };
+      }),
+      focus: active && active.closest && active.closest(".picker") && active.name
+        ? { name: active.name, value: active.value } : null
+    };
+  });
+  document.addEventListener("htmx:afterSwap", function () {
+    if (!pickerState) return;
+    var state = pickerState;
+    pickerState = null;
+    state.open.forEach(function (saved) {
+      var details = document.getElementById(saved.id);
+      if (!details) return;
+      details.open = true;
+      var search = details.querySelector(".picker-search");
+      if (search && saved.search) { search.value = saved.search; filterPicker(search); }
+    });
+    if (state.focus) {
+      var selector = 'input[name="' + CSS.escape(state.focus.name) + '"][value="' + CSS.escape(state.focus.value) + '"]';
+      var again = document.querySelector(".picker " + selector);
+      if (again) again.focus();
+    }
+  });
+
+  // Close an open picker when clicking elsewhere or pressing Escape.
+  document.addEventListener("click", function (event) {
+    var inside = event.target instanceof Element ? event.target.closest("details.picker") : null;
+    document.querySelectorAll("details.picker[open]").forEach(function (d) {
+      if (d !== inside) d.open = false;
+    });
+  });
+  document.addEventListener("keydown", function (event) {
+    if (event.key !== "Escape") return;
+    var open = event.target instanceof Element ? event.target.closest("details.picker[open]") : null;
+    if (open) { open.open = false; open.querySelector("summary").focus(); }
+  });
+
+  // Results that arrive clear the error toasts of the requests before them (an error toast
+  // is itself a 200 response retargeted to #toasts, so it does not clear itself).
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var target = event.detail.target;
+    if (!target || (target.id !== "timeline" && target.id !== "results")) return;
+    if (!event.detail.shouldSwap) return;
+    var box = document.getElementById("toasts");
+    if (box) box.replaceChildren();
+  });
+
   document.addEventListener("htmx:sendError", function () {
     toast("The server did not answer. Check that audit-timeline is running, then try again.");
   });
@@ -114,7 +191,13 @@
     event.preventDefault();
   });
 
-  function init() { initFollow(); }
+  function initPickers() {
+    document.querySelectorAll(".picker-search[hidden]").forEach(function (search) {
+      search.hidden = false; // useful only with JavaScript
+    });
+  }
+
+  function init() { initFollow(); initPickers(); }
   document.addEventListener("DOMContentLoaded", init);
   document.addEventListener("htmx:load", init);
 })();

@@ -67,7 +67,8 @@ def _clean_tables(request: pytest.FixtureRequest) -> Iterator[None]:
         url = request.getfixturevalue("database_url")
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(
-                "TRUNCATE audit_event, quarantined_item, file_checkpoint, poll_checkpoint"
+                "TRUNCATE audit_event, quarantined_item, file_checkpoint, poll_checkpoint,"
+                " coverage_hourly"
                 " RESTART IDENTITY"
             )
 
@@ -98,7 +99,7 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
 @pytest_asyncio.fixture
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
         yield http
 
 

@@ -15,6 +15,16 @@ from pathlib import Path
 from typing import Any
 
 API_VERSIONS = {None, "audit.k8s.io/v1", "audit.k8s.io/v1beta1"}
+# Where resources of the legacy extensions group live today (the Kubernetes API reference):
+# requests through either group are one resource.
+MOVED_FROM_EXTENSIONS = {
+    "networkpolicies": "networking.k8s.io",
+    "ingresses": "networking.k8s.io",
+    "deployments": "apps",
+    "daemonsets": "apps",
+    "replicasets": "apps",
+    "podsecuritypolicies": "policy",
+}
 
 
 def unwrap(item: Any) -> Any:

@@ -33,7 +33,9 @@ async def make_client(database_url: str, tmp_path: Path) -> AsyncIterator[Any]:
         context = app.router.lifespan_context(app)
         await context.__aenter__()
         apps.append(context)
-        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
+        client = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://localhost"
+        )
         apps.append(client)
         return client
 
@@ -86,6 +88,22 @@ async def test_auth_proxy_header_only_from_the_proxy(make_client: Any) -> None:
     assert await status_of(trusted, "/api/v1/events", **passed_on) == 200
     elsewhere = await make_client(host="0.0.0.0", auth_proxy_addresses="10.1.2.3")
     assert await status_of(elsewhere, "/api/v1/events", **{"X-Forwarded-User": "alice"}) == 401
+
+
+async def test_a_token_of_ours_through_the_proxy_keeps_its_own_role(make_client: Any) -> None:
+    """One of our bearer tokens means the same with or without the proxy in front: a viewer
+    token stays viewer (not the proxy's exporter), an admin token stays admin."""
+    client = await make_client(
+        host="0.0.0.0", auth_proxy_addresses="127.0.0.0/8", access_tokens=TOKENS
+    )
+    viewer = {"X-Forwarded-User": "alice", "Authorization": "Bearer v-token"}
+    assert await status_of(client, "/api/v1/events", **viewer) == 200
+    assert await status_of(client, EXPORT[0], **viewer) == 403
+    admin = {"X-Forwarded-User": "alice", "Authorization": "Bearer a-token"}
+    assert await status_of(client, ADMIN[0], **admin) == 200
+    proxied = {"X-Forwarded-User": "alice", "Authorization": "Bearer not-ours"}
+    assert await status_of(client, EXPORT[0], **proxied) == 200
+    assert await status_of(client, ADMIN[0], **proxied) == 403
 
 
 async def test_loopback_without_access_settings_is_open(make_client: Any) -> None:

@@ -5,16 +5,18 @@ Parses and renders only; the SQL lives in app/audit/queries.py.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
+from fastapi.responses import Response, StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.background import BackgroundTask
 
 from app.access import require
+from app.api.openapi import error_responses
 from app.audit import queries
 from app.audit.export import CSV_HEADER, csv_header, csv_row, export_filename, ndjson_row
 from app.audit.normalize import reconstruct_event
@@ -29,10 +31,13 @@ from app.audit.schemas import (
     event_fields,
     event_out,
 )
+from app.audit.seal import SealBroken
 from app.db import SessionDep
 
-router = APIRouter(tags=["events"])
-quarantine_router = APIRouter(tags=["quarantine"])
+logger = logging.getLogger(__name__)
+
+router = APIRouter(tags=["events"], responses=error_responses(400, 401, 403, 422, 503))
+quarantine_router = APIRouter(tags=["quarantine"], responses=error_responses(401, 403, 422, 503))
 QUARANTINE_PREVIEW_BYTES = 4096
 
 _EXPORT_CHUNK_ROWS = 500
@@ -53,13 +58,14 @@ async def list_events(f: Annotated[TimelineFilter, Query()], session: SessionDep
 # Declared before "/{event_id}" so that "export.csv" is not taken for an event id.
 @router.get(
     "/facets",
-    summary="Counts per value of resource, namespace, user and verb, for filter pickers",
+    summary="Counts per value of each filter (resource, namespace, user, group, verb, …)",
     response_model=FacetCounts,
 )
 async def facets(f: Annotated[TimelineFilter, Query()], session: SessionDep) -> FacetCounts:
     counts = await queries.facet_counts(session, f)
     return FacetCounts(
         sample=queries.FACET_SAMPLE,
+        group_sample=queries.GROUP_FACET_SAMPLE,
         facets={
             facet: [FacetValue(value=value, count=count) for value, count in pairs]
             for facet, pairs in counts.items()
@@ -143,7 +149,7 @@ async def _export_response(
     "/{event_id}",
     summary="One event with its bodies",
     response_model=AuditEventDetail,
-    responses={404: {"description": "No event with this id"}},
+    responses=error_responses(404),
 )
 async def get_event(
     event_id: Annotated[int, Path(ge=1, le=2**63 - 1)], session: SessionDep
@@ -183,6 +189,7 @@ async def list_quarantined(
             error=row.error,
             received_at=row.received_at,
             is_redacted=row.is_redacted,
+            is_sealed=row.raw_sealed is not None,
             size=len(row.raw),
             raw=row.raw[:QUARANTINE_PREVIEW_BYTES].decode("utf-8", "replace"),
         )
@@ -190,3 +197,33 @@ async def list_quarantined(
     ]
     next_cursor = str(rows[limit - 1].id) if len(rows) > limit else None
     return QuarantinePage(items=items, next_cursor=next_cursor)
+
+
+@quarantine_router.get(
+    "/{item_id}/raw",
+    summary="The bytes as received, decrypted if they were kept sealed (admin only)",
+    response_class=Response,
+    responses={200: {"content": {"application/octet-stream": {}}}, **error_responses(404, 409)},
+)
+async def quarantined_raw(
+    request: Request, session: SessionDep, item_id: Annotated[int, Path(ge=1, le=2**63 - 1)]
+) -> Response:
+    row = await queries.get_quarantined(session, item_id)
+    data = row.raw
+    if row.raw_sealed is not None:
+        try:
+            data = request.app.state.redactor.sealer.open(row.raw_sealed)
+        except SealBroken as exc:
+            raise HTTPException(
+                status.HTTP_409_CONFLICT,
+                detail=f"quarantined item {item_id} cannot be decrypted: {exc}"
+                " (was AUDIT_TIMELINE_REDACTION_KEY changed?)",
+            ) from None
+    logger.warning(
+        "quarantine.raw_revealed", extra={"item": item_id, "is_sealed": row.raw_sealed is not None}
+    )
+    return Response(
+        data,
+        media_type="application/octet-stream",
+        headers={"Content-Disposition": f'attachment; filename="quarantined-{item_id}.bin"'},
+    )

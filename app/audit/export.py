@@ -62,7 +62,8 @@ def export_record(row: Mapping[str, Any], *, base_url: str) -> dict[str, Any]:
     return record
 
 
-def _csv_cell(value: Any) -> str:
+def csv_cell(value: Any) -> str:
+    """A value as a CSV cell: lists joined with ';', formulas neutralised."""
     if value is None:
         return ""
     if isinstance(value, list | tuple):
@@ -70,7 +71,8 @@ def _csv_cell(value: Any) -> str:
     return neutralise_formula(str(value))
 
 
-def _csv_line(cells: Sequence[str]) -> str:
+def csv_line(cells: Sequence[str]) -> str:
+    """One RFC 4180 line (CRLF) of cells."""
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\r\n").writerow(cells)
     return buffer.getvalue()
@@ -78,13 +80,13 @@ def _csv_line(cells: Sequence[str]) -> str:
 
 def csv_header() -> str:
     """The CSV's first line: a UTF-8 byte-order mark and the column names."""
-    return UTF8_BOM + _csv_line(CSV_HEADER)
+    return UTF8_BOM + csv_line(CSV_HEADER)
 
 
 def csv_row(row: Mapping[str, Any], *, base_url: str) -> str:
     """One RFC 4180 line for a row; lists joined with ';', formulas neutralised."""
     record = export_record(row, base_url=base_url)
-    return _csv_line([_csv_cell(record[header]) for header in CSV_HEADER])
+    return csv_line([csv_cell(record[header]) for header in CSV_HEADER])
 
 
 def ndjson_row(row: Mapping[str, Any], *, base_url: str) -> str:

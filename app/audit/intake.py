@@ -6,12 +6,14 @@ the results into event rows and quarantine rows. Pure: no I/O, no database.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from app.audit.normalize import InvalidEvent, normalize_event, reconstruct_event
+from app.audit.raw_redact import UnsafeToScan, redact_raw
 from app.audit.redact import Redactor
 
 # Kubernetes objects nest a few dozen levels; far deeper input only threatens recursion limits
@@ -36,10 +38,19 @@ class RawItem:
 
 @dataclass(frozen=True)
 class QuarantineRow:
+    """raw is what may be shown (secrets redacted, or empty when the bytes could not be
+    scanned); sealed, when set, the received bytes encrypted; digest identifies repeats."""
+
     raw: bytes
     error: str
     origin: str | None
     is_redacted: bool
+    sealed: bytes | None = None
+    digest: bytes = b""
+
+    def __post_init__(self) -> None:
+        if not self.digest:
+            object.__setattr__(self, "digest", hashlib.sha256(self.raw).digest())
 
 
 @dataclass
@@ -208,9 +219,25 @@ def conflict_row(row: Mapping[str, Any], *, stored_as: str) -> QuarantineRow:
 
 
 def quarantine_row(item: RawItem, error: str, redactor: Redactor) -> QuarantineRow:
-    """The item's bytes for the quarantine; re-serialised with secrets redacted when it parsed."""
+    """The item's bytes for the quarantine; re-serialised with secrets redacted when it parsed.
+    Bytes that did not parse are kept sealed (encrypted), beside a copy redacted by a tolerant
+    scan, or no clear copy at all when the scan cannot vouch for the bytes."""
     if item.value is None:
-        return QuarantineRow(raw=item.raw, error=error, origin=item.origin, is_redacted=False)
+        sealer = redactor.sealer
+        try:
+            shown, is_redacted = redact_raw(item.raw, redactor.marker)
+        except UnsafeToScan:
+            shown, is_redacted = b"", True
+        if not is_redacted:
+            return QuarantineRow(raw=item.raw, error=error, origin=item.origin, is_redacted=False)
+        return QuarantineRow(
+            raw=shown,
+            error=error,
+            origin=item.origin,
+            is_redacted=is_redacted,
+            sealed=sealer.seal(item.raw),
+            digest=sealer.digest(item.raw),
+        )
     # Start again from the received bytes: normalisation may have redacted item.value already,
     # and then a second pass would not tell that anything was redacted.
     try:

@@ -27,6 +27,19 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base
 
+# What the timeline's facets and histogram read: covered by its keyset indexes.
+_DASHBOARD_COLUMNS = (
+    "verb",
+    "resource",
+    "subresource",
+    "namespace",
+    "username",
+    "impersonated_user",
+    "response_code",
+    "cluster",
+    "stage",
+)
+
 
 class AuditEvent(Base):
     __tablename__ = "audit_event"
@@ -70,6 +83,10 @@ class AuditEvent(Base):
     ingested_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
+    # True on exactly one stored stage per request (cluster, audit_id): its most complete one
+    # (Panic > ResponseComplete > ResponseStarted > RequestReceived). Maintained by
+    # insert_events in the ingest transaction; the timeline counts requests by it.
+    is_request_row: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
 
     __table_args__ = (
         UniqueConstraint("cluster", "audit_id", "stage"),
@@ -80,16 +97,18 @@ class AuditEvent(Base):
             "ix_audit_event_stage_at_id",
             "stage_at",
             "id",
-            postgresql_include=[
-                "verb",
-                "resource",
-                "subresource",
-                "namespace",
-                "username",
-                "impersonated_user",
-                "response_code",
-                "cluster",
-            ],
+            postgresql_include=[*_DASHBOARD_COLUMNS, "is_request_row"],
+        ),
+        # The dashboard's default view: one row per request, changes only, newest first.
+        Index(
+            "ix_audit_event_request_change_at",
+            "stage_at",
+            "id",
+            postgresql_include=list(_DASHBOARD_COLUMNS),
+            postgresql_where=text(
+                "is_request_row AND verb IN ('create', 'update', 'patch', 'delete', "
+                "'deletecollection')"
+            ),
         ),
         Index("ix_audit_event_namespace_stage_at", "namespace", "stage_at", "id"),
         Index("ix_audit_event_resource_stage_at", "resource", "stage_at", "id"),
@@ -98,6 +117,25 @@ class AuditEvent(Base):
         Index("ix_audit_event_verb_stage_at", "verb", "stage_at", "id"),
         Index("ix_audit_event_cluster_stage_at", "cluster", "stage_at", "id"),
         Index("ix_audit_event_response_code", "response_code"),
+        # user=prefix* (LIKE 'prefix%' in any collation) and group= filters.
+        Index(
+            "ix_audit_event_username_prefix",
+            "username",
+            postgresql_ops={"username": "text_pattern_ops"},
+        ),
+        Index(
+            "ix_audit_event_impersonated_user_prefix",
+            "impersonated_user",
+            postgresql_ops={"impersonated_user": "text_pattern_ops"},
+            postgresql_where=text("impersonated_user IS NOT NULL"),
+        ),
+        Index("ix_audit_event_user_groups", "user_groups", postgresql_using="gin"),
+        Index(
+            "ix_audit_event_impersonated_groups",
+            "impersonated_groups",
+            postgresql_using="gin",
+            postgresql_where=text("impersonated_groups IS NOT NULL"),
+        ),
         # Object history: one object's events in time order.
         Index(
             "ix_audit_event_object",
@@ -116,6 +154,32 @@ class AuditEvent(Base):
     )
 
 
+class CoverageHourly(Base):
+    """What arrived, per hour and kind of request: the summary the coverage page reads.
+
+    Kept by the trigger audit_event_coverage (migration 2026-11-28-1951) from the rows each
+    INSERT actually stored, so retries and duplicates are not counted twice. A request is
+    counted once, by its final stage (ResponseComplete or Panic); other stages are counted
+    apart. Pruning events does not lower these counts: they say what was received.
+    """
+
+    __tablename__ = "coverage_hourly"
+
+    cluster: Mapped[str] = mapped_column(Text, primary_key=True)
+    hour: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    api_group: Mapped[str] = mapped_column(Text, primary_key=True)
+    resource: Mapped[str] = mapped_column(Text, primary_key=True)
+    subresource: Mapped[str] = mapped_column(Text, primary_key=True)
+    verb: Mapped[str] = mapped_column(Text, primary_key=True)
+    level: Mapped[str] = mapped_column(Text, primary_key=True)
+    source: Mapped[str] = mapped_column(Text, primary_key=True)
+    requests: Mapped[int] = mapped_column(BigInteger)
+    request_bodies: Mapped[int] = mapped_column(BigInteger)
+    response_bodies: Mapped[int] = mapped_column(BigInteger)
+    other_stages: Mapped[int] = mapped_column(BigInteger)
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class QuarantinedItem(Base):
     """Input that could not be parsed or validated: kept byte for byte with the reason."""
 
@@ -131,6 +195,9 @@ class QuarantinedItem(Base):
     error: Mapped[str] = mapped_column(Text)
     # True when secret values were replaced in `raw` before it was stored.
     is_redacted: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    # Bytes that did not parse and held (or may hold) secrets: the received bytes encrypted
+    # (app/audit/seal.py); `raw` then holds only a redacted copy, or nothing.
+    raw_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
     received_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )

@@ -6,10 +6,10 @@ transaction).
 
 from __future__ import annotations
 
-import hashlib
+import asyncio
 import json
 import logging
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionm
 from app.audit.intake import QuarantineRow, conflict_row
 from app.audit.models import AuditEvent, FileCheckpoint, PollCheckpoint, QuarantinedItem
 from app.audit.normalize import canonical_group, group_aliases
+from app.audit.request_rows import lock_requests, rank_sql
 from app.audit.schemas import CHANGE_VERBS, Cursor, TimelineFilter
 from app.errors import NotFound
 
@@ -46,11 +47,12 @@ class StoreResult:
 EMPTY_RESULT = StoreResult(0, 0, 0)
 # Every audit_event column the normaliser fills (all but id and ingested_at).
 EVENT_COLUMNS = tuple(
-    c.name for c in AuditEvent.__table__.columns if c.name not in ("id", "ingested_at")
+    c.name
+    for c in AuditEvent.__table__.columns
+    if c.name not in ("id", "ingested_at", "is_request_row")
 )
 _JSON_COLUMNS = frozenset(c.name for c in AuditEvent.__table__.columns if isinstance(c.type, JSONB))
 _COLUMN_LIST = ", ".join(EVENT_COLUMNS)
-_QUARANTINE_CHUNK = 5000
 
 
 def _copy_value(column: str, value: Any) -> Any:
@@ -60,36 +62,84 @@ def _copy_value(column: str, value: Any) -> Any:
     return value
 
 
+# Rows written to a COPY between two yields to the event loop: a 50,000-row batch must not
+# hold the loop (and every other request) for seconds.
+_COPY_ROWS_PER_YIELD = 500
+
+
+async def _driver_connection(session: AsyncSession) -> Any:
+    connection = await session.connection()
+    raw = (await connection.get_raw_connection()).driver_connection
+    assert raw is not None  # an open pool connection always has its driver connection
+    return raw
+
+
+async def _copy_to_staging(
+    cursor: Any, *, staging: str, table: str, columns: str, rows: Iterable[Sequence[Any]]
+) -> None:
+    """COPY rows (each prefixed with its ordinal) into a per-connection temporary table shaped
+    like table, emptied at commit."""
+    await cursor.execute(
+        f"CREATE TEMP TABLE IF NOT EXISTS {staging} ON COMMIT DELETE ROWS AS"
+        f" SELECT 0 AS ordinal, {columns} FROM {table} WITH NO DATA"
+    )
+    async with cursor.copy(f"COPY {staging} (ordinal, {columns}) FROM STDIN") as copy:
+        for ordinal, values in enumerate(rows):
+            await copy.write_row((ordinal, *values))
+            if ordinal % _COPY_ROWS_PER_YIELD == _COPY_ROWS_PER_YIELD - 1:
+                await asyncio.sleep(0)
+
+
 async def insert_events(
     session: AsyncSession, rows: Sequence[dict[str, Any]]
 ) -> tuple[int, list[tuple[int, int]]]:
     """Insert rows; an identity (cluster, audit_id, stage) already taken, in the database or
-    earlier in rows, is skipped. Return how many were new, and (index in rows, stored id) for
-    each skipped row whose content differs from the stored one."""
+    earlier in rows, is skipped. Keep is_request_row on the most complete stage of each
+    request. Return how many were new, and (index in rows, stored id) for each skipped row
+    whose content differs from the stored one."""
     if not rows:
         return 0, []
     # COPY into a per-connection staging table, then one INSERT ... SELECT: about 4x the
     # rate of a multi-row INSERT (bench/ingest_throughput.py). Inserting in key order means
     # concurrent overlapping batches take their unique-index locks in the same order, so
     # they cannot deadlock; within a key, the ordinal makes the first occurrence win.
-    connection = await session.connection()
-    raw = (await connection.get_raw_connection()).driver_connection
-    assert raw is not None  # an open pool connection always has its driver connection
+    raw = await _driver_connection(session)
     async with raw.cursor() as cursor:
-        await cursor.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS incoming_event ON COMMIT DELETE ROWS AS"
-            f" SELECT 0 AS ordinal, {_COLUMN_LIST} FROM audit_event WITH NO DATA"
+        await _copy_to_staging(
+            cursor,
+            staging="incoming_event",
+            table="audit_event",
+            columns=_COLUMN_LIST,
+            rows=([_copy_value(c, row[c]) for c in EVENT_COLUMNS] for row in rows),
         )
-        copy_sql = f"COPY incoming_event (ordinal, {_COLUMN_LIST}) FROM STDIN"
-        async with cursor.copy(copy_sql) as copy:
-            for ordinal, row in enumerate(rows):
-                await copy.write_row([ordinal, *(_copy_value(c, row[c]) for c in EVENT_COLUMNS)])
+        await lock_requests(cursor)
+        # A new row is its request's row when it is the batch's most complete stage of the
+        # request and more complete than every stage stored before; the row it supersedes
+        # loses the flag in the same statement (the UPDATE does not see the CTE's inserts).
         await cursor.execute(
-            f"INSERT INTO audit_event ({_COLUMN_LIST}) SELECT {_COLUMN_LIST}"
-            " FROM incoming_event ORDER BY cluster, audit_id, stage, ordinal"
+            "WITH stored AS ("
+            f" SELECT a.cluster, a.audit_id, max({rank_sql('a')}) AS best"
+            " FROM audit_event a JOIN (SELECT DISTINCT cluster, audit_id FROM incoming_event) r"
+            " ON a.cluster = r.cluster AND a.audit_id = r.audit_id GROUP BY 1, 2),"
+            " ranked AS ("
+            f" SELECT i.*, {rank_sql('i')} AS stage_rank,"
+            f" max({rank_sql('i')}) OVER (PARTITION BY i.cluster, i.audit_id) AS top,"
+            " coalesce(s.best, 0) AS best"
+            " FROM incoming_event i LEFT JOIN stored s"
+            " ON s.cluster = i.cluster AND s.audit_id = i.audit_id),"
+            f" inserted AS (INSERT INTO audit_event ({_COLUMN_LIST}, is_request_row)"
+            f" SELECT {_COLUMN_LIST}, stage_rank = top AND stage_rank > best FROM ranked"
+            " ORDER BY cluster, audit_id, stage, ordinal"
             " ON CONFLICT (cluster, audit_id, stage) DO NOTHING"
+            " RETURNING cluster, audit_id, stage, is_request_row),"
+            " superseded AS (UPDATE audit_event a SET is_request_row = false FROM inserted n"
+            " WHERE n.is_request_row AND a.is_request_row"
+            " AND a.cluster = n.cluster AND a.audit_id = n.audit_id AND a.stage <> n.stage"
+            " RETURNING a.id)"
+            " SELECT count(*) FROM inserted"
         )
-        inserted = cursor.rowcount
+        count_row = await cursor.fetchone()
+        inserted = int(count_row[0]) if count_row else 0
         # What was just inserted equals itself: this finds only skipped rows that differ.
         await cursor.execute(
             "SELECT i.ordinal, a.id FROM incoming_event i JOIN audit_event a"
@@ -104,6 +154,12 @@ async def insert_events(
     return inserted, differing
 
 
+_QUARANTINE_COLUMNS = (
+    "cluster", "source", "origin", "raw", "raw_sha256", "error", "is_redacted", "raw_sealed"
+)  # fmt: skip
+_QUARANTINE_LIST = ", ".join(_QUARANTINE_COLUMNS)
+
+
 async def insert_quarantined(
     session: AsyncSession, rows: Sequence[QuarantineRow], *, cluster: str | None, source: str
 ) -> int:
@@ -111,26 +167,35 @@ async def insert_quarantined(
     kept twice); return how many items were quarantined."""
     if not rows:
         return 0
-    values = {
-        (cluster, source, hashlib.sha256(row.raw).digest()): {
-            "cluster": cluster,
-            "source": source,
-            "origin": row.origin,
-            "raw": row.raw,
-            "raw_sha256": hashlib.sha256(row.raw).digest(),
-            "error": row.error,
-            "is_redacted": row.is_redacted,
-        }
-        for row in reversed(rows)
-    }
-    unique = list(values.values())[::-1]
-    # Chunks keep each INSERT below PostgreSQL's 65,535 bind parameters.
-    for start in range(0, len(unique), _QUARANTINE_CHUNK):
-        await session.execute(
-            pg_insert(QuarantinedItem)
-            .values(unique[start : start + _QUARANTINE_CHUNK])
-            .on_conflict_do_nothing(index_elements=["source", "cluster", "raw_sha256"])
+    # COPY into a staging table, then one INSERT ... SELECT in arrival order: the first copy of
+    # repeated bytes wins, and nothing is compiled per row on the event loop.
+    raw = await _driver_connection(session)
+    async with raw.cursor() as cursor:
+        await _copy_to_staging(
+            cursor,
+            staging="incoming_quarantine",
+            table="quarantined_item",
+            columns=_QUARANTINE_LIST,
+            rows=(
+                (
+                    cluster,
+                    source,
+                    row.origin,
+                    row.raw,
+                    row.digest,
+                    row.error,
+                    row.is_redacted,
+                    row.sealed,
+                )
+                for row in rows
+            ),  # fmt: skip
         )
+        await cursor.execute(
+            f"INSERT INTO quarantined_item ({_QUARANTINE_LIST}) SELECT {_QUARANTINE_LIST}"
+            " FROM incoming_quarantine ORDER BY ordinal"
+            " ON CONFLICT (source, cluster, raw_sha256) DO NOTHING"
+        )
+        await cursor.execute("TRUNCATE incoming_quarantine")
     return len(rows)
 
 
@@ -183,6 +248,22 @@ def _group_condition(resource: str, group: str) -> ColumnElement[bool]:
     return stored.in_(aliases)
 
 
+def _like_escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _user_condition(users: Sequence[str]) -> ColumnElement[bool]:
+    # "name*" is a prefix (LIKE 'name%', served by the text_pattern_ops indexes).
+    exact = [u for u in users if not u.endswith("*")]
+    prefixes = [_like_escape(u.rstrip("*")) + "%" for u in users if u.endswith("*")]
+    ors: list[ColumnElement[bool]] = []
+    for column in (AuditEvent.username, AuditEvent.impersonated_user):
+        if exact:
+            ors.append(column.in_(exact))
+        ors += [column.like(p, escape="\\") for p in prefixes]
+    return or_(*ors)
+
+
 def _filter_conditions(f: TimelineFilter) -> list[ColumnElement[bool]]:
     conditions: list[ColumnElement[bool]] = []
     if f.resource:
@@ -203,9 +284,19 @@ def _filter_conditions(f: TimelineFilter) -> list[ColumnElement[bool]]:
     if f.namespace:
         conditions.append(AuditEvent.namespace.in_(f.namespace))
     if f.user:
+        conditions.append(_user_condition(f.user))
+    if f.group:
         conditions.append(
-            or_(AuditEvent.username.in_(f.user), AuditEvent.impersonated_user.in_(f.user))
+            or_(
+                AuditEvent.user_groups.overlap(f.group),
+                AuditEvent.impersonated_groups.overlap(f.group),
+            )
         )
+    if f.is_per_request():
+        # Bare column (not IS TRUE): the partial indexes' predicate must match it literally.
+        conditions.append(AuditEvent.is_request_row.expression)
+    if f.stage:
+        conditions.append(AuditEvent.stage.in_(f.stage))
     if f.verb:
         conditions.append(AuditEvent.verb.in_(f.verb))
     elif f.is_changes_only():
@@ -227,8 +318,7 @@ def _filter_conditions(f: TimelineFilter) -> list[ColumnElement[bool]]:
     elif f.status is not None:
         conditions.append(AuditEvent.response_code == int(f.status))
     if f.q:
-        escaped = f.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        conditions.append(AuditEvent.name.ilike(f"%{escaped}%", escape="\\"))
+        conditions.append(AuditEvent.name.ilike(f"%{_like_escape(f.q)}%", escape="\\"))
     return conditions
 
 
@@ -259,6 +349,14 @@ async def get_event(session: AsyncSession, event_id: int) -> AuditEvent:
     if event is None:
         raise NotFound(f"audit event {event_id} not found")
     return event
+
+
+async def get_quarantined(session: AsyncSession, item_id: int) -> QuarantinedItem:
+    """The quarantined item with this id; raise NotFound otherwise."""
+    item = await session.get(QuarantinedItem, item_id)
+    if item is None:
+        raise NotFound(f"quarantined item {item_id} not found")
+    return item
 
 
 async def get_file_checkpoint(session: AsyncSession, *, path: str) -> FileCheckpoint | None:
@@ -330,12 +428,14 @@ async def ping_database(session: AsyncSession) -> None:
 # Facet name (a TimelineFilter list field) -> the column it counts.
 # Facet counts look at the newest events of the selection only: pickers stay fast at any size.
 FACET_SAMPLE = 20_000
+GROUP_FACET_SAMPLE = 2_000
 FACET_COLUMNS: dict[str, Any] = {
     "resource": AuditEvent.resource,
     "namespace": AuditEvent.namespace,
     "user": AuditEvent.username,
     "verb": AuditEvent.verb,
     "cluster": AuditEvent.cluster,
+    "stage": AuditEvent.stage,
 }
 # Responses that are a version of the object (the whole object, not a Status or a Scale).
 _VERSION_SUBRESOURCES = ("status",)
@@ -392,10 +492,28 @@ async def facet_counts(
             for facet, value, flag in zip(facets, values, grouped, strict=True):
                 if flag == 0 and value is not None:
                     counts[facet].append((str(value), int(n)))
+    counts["group"] = await _group_counts(session, f)
     return {
         facet: sorted(pairs, key=lambda pair: (-pair[1], pair[0]))[:limit]
         for facet, pairs in counts.items()
     }
+
+
+async def _group_counts(session: AsyncSession, f: TimelineFilter) -> list[tuple[str, int]]:
+    # Groups are arrays, outside the covering index: reading them costs a heap fetch per row,
+    # so they are counted over a smaller newest sample (a few groups repeat across all users).
+    others = f.model_copy(update={"group": [], "cursor": None})
+    recent = (
+        select(AuditEvent.user_groups.label("groups"))
+        .where(*_filter_conditions(others))
+        .order_by(AuditEvent.stage_at.desc(), AuditEvent.id.desc())
+        .limit(GROUP_FACET_SAMPLE)
+        .subquery()
+    )
+    group = func.unnest(recent.c.groups).table_valued("value").render_derived()
+    stmt = select(group.c.value, func.count()).select_from(recent).join(group, text("true"))
+    rows = (await session.execute(stmt.group_by(group.c.value))).all()
+    return [(str(value), int(n)) for value, n in rows if value is not None]
 
 
 async def histogram(

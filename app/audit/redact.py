@@ -13,6 +13,8 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from app.audit.seal import Sealer
+
 # Matched with fullmatch (a whole value) or search/sub (inside a longer string).
 MARKER_RE = re.compile(r"\[redacted:hmac-sha256:[0-9a-f]{32}\]")
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
@@ -34,6 +36,8 @@ class Redactor:
         if len(key) < 16:
             raise ValueError("redaction key must be at least 16 bytes")
         self._key = key
+        # Quarantined bytes that cannot be redacted are kept sealed with a key derived from this.
+        self.sealer = Sealer(key)
         self._extra_paths = [tuple(p.split(".")) for p in extra_paths if p]
 
     def marker(self, value: Any) -> str:

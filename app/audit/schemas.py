@@ -9,7 +9,7 @@ import base64
 import binascii
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from pydantic import (
     AwareDatetime,
@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from app.audit.models import AuditEvent
+from app.audit.normalize import STAGES
 from app.errors import InvalidFilter
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -37,6 +38,24 @@ WINDOWS: dict[str, timedelta] = {
     "7d": timedelta(days=7),
     "30d": timedelta(days=30),
 }
+
+
+TIME_HELP = "2026-11-28, 2026-11-28 17:05 or 2026-11-28T17:05:31Z; UTC unless a zone is given"
+
+
+def parse_time_input(value: str) -> datetime:
+    """A time as people type it: a date (midnight), date and time with or without seconds,
+    fraction and zone (Z, +01:00, or a trailing "UTC"); no zone means UTC."""
+    text = value.strip()
+    if text.upper().endswith(" UTC"):
+        text = text[:-4].rstrip()
+    if len(text) < 10 or not text[:4].isdigit():
+        raise ValueError(f"not a date or time: use {TIME_HELP}")
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"not a date or time: use {TIME_HELP}") from None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 def _drop_blank(values: list[str]) -> list[str]:
@@ -58,13 +77,37 @@ class TimelineFilter(BaseModel):
     namespace: list[str] = Field(default_factory=list, max_length=50)
     user: list[str] = Field(
         default_factory=list,
-        description="Username; matches the user or the impersonated user.",
+        description="Username; matches the user or the impersonated user. A value ending in "
+        "`*` is a prefix: `system:serviceaccount:kube-system:*` is every service account of "
+        "kube-system.",
+        max_length=50,
+    )
+    group: list[str] = Field(
+        default_factory=list,
+        description="User group (e.g. `system:masters`); matches the groups of the user or of "
+        "the impersonated user.",
         max_length=50,
     )
     verb: list[str] = Field(default_factory=list, max_length=20)
     cluster: list[str] = Field(default_factory=list, max_length=50)
-    since: AwareDatetime | None = Field(default=None, description="RFC 3339, inclusive")
-    until: AwareDatetime | None = Field(default=None, description="RFC 3339, exclusive")
+    stage: list[str] = Field(
+        default_factory=list,
+        description="Audit stage (`RequestReceived`, `ResponseStarted`, `ResponseComplete`, "
+        "`Panic`). With `per=request` it selects by the request's most complete stage.",
+        max_length=4,
+    )
+    per: Literal["request", "stage"] | None = Field(
+        default=None,
+        description="`stage`: one item per stored stage-event (the API's default). `request`: "
+        "one item per request (cluster + auditID), its most complete stage (Panic > "
+        "ResponseComplete > ResponseStarted > RequestReceived), as the dashboard shows them.",
+    )
+    since: AwareDatetime | None = Field(
+        default=None, description="Inclusive; RFC 3339, or " + TIME_HELP
+    )
+    until: AwareDatetime | None = Field(
+        default=None, description="Exclusive; RFC 3339, or " + TIME_HELP
+    )
     status: str | None = Field(
         default=None,
         description="`success` (code < 400), `failure` (code >= 400), a class such as "
@@ -84,15 +127,30 @@ class TimelineFilter(BaseModel):
     cursor: str | None = Field(default=None, max_length=200, description="From next_cursor")
     limit: int = Field(default=50, ge=1, le=1000)
 
-    @field_validator("resource", "namespace", "user", "verb", "cluster")
+    @field_validator("resource", "namespace", "user", "group", "verb", "cluster", "stage")
     @classmethod
     def _blank(cls, values: list[str]) -> list[str]:
-        cleaned = _drop_blank(values)
+        cleaned = list(dict.fromkeys(_drop_blank(values)))
         if any(len(v) > 512 for v in cleaned):
             raise ValueError("each value must be at most 512 characters")
         if any("\x00" in v for v in cleaned):
             raise ValueError("must not contain NUL characters")
         return cleaned
+
+    @field_validator("stage")
+    @classmethod
+    def _stage(cls, values: list[str]) -> list[str]:
+        unknown = [v for v in values if v not in STAGES]
+        if unknown:
+            raise ValueError(f"{unknown[0]!r} is not one of {', '.join(STAGES)}")
+        return values
+
+    @field_validator("user")
+    @classmethod
+    def _user(cls, values: list[str]) -> list[str]:
+        if any(v.endswith("*") and not v.rstrip("*") for v in values):
+            raise ValueError("a prefix needs at least one character before '*'")
+        return values
 
     @field_validator("status")
     @classmethod
@@ -127,16 +185,27 @@ class TimelineFilter(BaseModel):
             raise ValueError("since must be earlier than until")
         return self
 
-    @field_validator("window", "include_reads", "since", "until", mode="before")
+    @field_validator("window", "include_reads", "since", "until", "per", mode="before")
     @classmethod
     def _unset(cls, value: object) -> object:
         # A plain GET form sends window= for "all time".
-        return None if value == "" else value
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("since", "until", mode="before")
+    @classmethod
+    def _typed_time(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip():
+            return parse_time_input(value)
+        return value
 
     def effective_since(self, now: datetime) -> datetime | None:
         """The lower time bound after applying `window` relative to now."""
         bounds = [b for b in (self.since, now - WINDOWS[self.window] if self.window else None) if b]
         return max(bounds) if bounds else None
+
+    def is_per_request(self) -> bool:
+        """True when each request is one item (its most complete stage)."""
+        return self.per == "request"
 
     def is_changes_only(self) -> bool:
         """True when only change verbs are selected by the reads switch."""
@@ -232,16 +301,20 @@ class FacetValue(BaseModel):
 
 
 class FacetCounts(BaseModel):
-    """Per facet, the most frequent values among the newest `sample` matching events; each
-    facet ignores its own filter (so a picker shows the alternatives)."""
+    """Per facet, the most frequent values among the newest `sample` matching events (`group`:
+    among the newest `group_sample`); each facet ignores its own filter (so a picker shows the
+    alternatives)."""
 
     sample: int
+    group_sample: int
     facets: dict[str, list[FacetValue]]
 
 
 class QuarantinedOut(BaseModel):
     """An item that was not stored as an event, and why. `raw` is the received bytes as text
-    (secret values redacted when the item parsed), cut at 4 KiB."""
+    (secret values redacted, also in bytes that did not parse), cut at 4 KiB. `is_sealed`: the
+    received bytes are kept encrypted (GET .../{id}/raw, admin) and `raw` is only the redacted
+    copy, empty when the bytes could not be scanned for secrets."""
 
     id: int
     cluster: str | None
@@ -250,6 +323,7 @@ class QuarantinedOut(BaseModel):
     error: str
     received_at: datetime
     is_redacted: bool
+    is_sealed: bool = False
     size: int
     raw: str
 
@@ -306,3 +380,31 @@ def event_fields(row: AuditEvent) -> dict[str, object]:
         "source": row.source,
         "url": f"/api/v1/events/{row.id}",
     }
+
+
+class TimeBounds(BaseModel):
+    """A [since, until) window read from a query: both UTC, since first, blank means unset."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    since: AwareDatetime | None = None
+    until: AwareDatetime | None = None
+
+    @field_validator("since", "until", mode="before")
+    @classmethod
+    def _blank(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("since", "until")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        try:
+            return value.astimezone(UTC) if value is not None else None
+        except OverflowError:
+            raise ValueError("out of range once converted to UTC") from None
+
+    @model_validator(mode="after")
+    def _range(self) -> Self:
+        if self.since is not None and self.until is not None and self.since >= self.until:
+            raise ValueError("since must be earlier than until")
+        return self

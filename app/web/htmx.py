@@ -56,7 +56,7 @@ def render_error(request: Request, status_code: int, message: str) -> HTMLRespon
     )
 
 
-_WEB_PREFIXES = ("/changes/", "/objects/")
+_WEB_PREFIXES = ("/changes/", "/objects/", "/coverage", "/reports")
 _NON_WEB_PREFIXES = (
     "/api/",
     "/events",

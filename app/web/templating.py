@@ -35,6 +35,29 @@ def format_iso(value: datetime | None) -> str:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+def format_plain(value: datetime | None, *, seconds: bool = False) -> str:
+    """UTC time as people type it: 2026-11-28 17:05:31 (the fraction only when there is one
+    and seconds is False)."""
+    if value is None:
+        return ""
+    at = value.astimezone(UTC)
+    text = at.strftime("%Y-%m-%d %H:%M:%S")
+    return text if seconds or not at.microsecond else f"{text}.{at.microsecond:06d}"
+
+
+STAGE_LABELS = {
+    "RequestReceived": "received",
+    "ResponseStarted": "started",
+    "ResponseComplete": "complete",
+    "Panic": "panic",
+}
+
+
+def stage_label(stage: str) -> str:
+    """Short name of an audit stage for the timeline's stage badges."""
+    return STAGE_LABELS.get(stage, stage)
+
+
 def format_relative(value: datetime | None, now: datetime | None = None) -> str:
     """Coarse time relative to now: "just now", "5 min ago", "3 h ago", "12 d ago"."""
     if value is None:
@@ -44,11 +67,18 @@ def format_relative(value: datetime | None, now: datetime | None = None) -> str:
     seconds = abs(seconds)
     if seconds < 45:
         return "just now"
-    for limit, unit, size in ((3600, "min", 60), (86400, "h", 3600), (86400 * 60, "d", 86400)):
+    day = 86400
+    for limit, unit, size in (
+        (3600, "min", 60),
+        (day, "h", 3600),
+        (day * 60, "d", day),
+        (day * 730, "mo", day * 30.44),
+        (float("inf"), "y", day * 365.25),
+    ):
         if seconds < limit:
             amount = round(seconds / size)
             return f"in {amount} {unit}" if future else f"{amount} {unit} ago"
-    return value.astimezone(UTC).strftime("%Y-%m-%d")
+    return ""
 
 
 def verb_class(verb: str | None) -> str:
@@ -105,6 +135,8 @@ def _make_environment() -> Environment:
         ts=format_ts,
         iso=format_iso,
         reltime=format_relative,
+        plain_ts=format_plain,
+        stage_label=stage_label,
         verb_class=verb_class,
         code_class=code_class,
         path_segment=path_segment,

@@ -42,6 +42,8 @@ class EventRow:
     name: str | None
     object_url: str | None
     is_failure: bool
+    # Every stored stage of the event's request, least to most complete: (stage, event id).
+    stages: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -86,14 +88,15 @@ def object_url(key: ObjectKey) -> str:
     return "/" + "/".join(path_segment(part) for part in parts)
 
 
-def event_row(row: AuditEvent) -> EventRow:
-    """The listing view of a stored event."""
+def event_row(row: AuditEvent, *, stages: Sequence[tuple[str, int]] = ()) -> EventRow:
+    """The listing view of a stored event (with its request's stages when known)."""
     key = object_key(row)
     return EventRow(
         event=event_out(row),
         name=key.name if key is not None else row.name,
         object_url=object_url(key) if key is not None else None,
         is_failure=row.response_code is not None and row.response_code >= 400,
+        stages=tuple(stages),
     )
 
 

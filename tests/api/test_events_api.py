@@ -62,11 +62,14 @@ async def api(
     app = create_app(make_settings(url, tmp_path_factory.mktemp("api")))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
             for path in fixture_paths():
                 body = path.read_bytes()
                 response = await client.post(
-                    "/ingest", content=body, params={"cluster": cluster_of(path)}
+                    "/ingest",
+                    content=body,
+                    params={"cluster": cluster_of(path)},
+                    headers={"content-type": "application/x-ndjson"},
                 )
                 assert response.status_code == 200, response.text
             yield client
@@ -202,8 +205,8 @@ async def test_detail_has_bodies_and_the_event(api: httpx.AsyncClient) -> None:
         ({"limit": "0"}, "limit", "greater than or equal to 1"),
         ({"limit": "5000"}, "limit", "less than or equal to 1000"),
         ({"limit": "ten"}, "limit", "valid integer"),
-        ({"since": "yesterday"}, "since", "datetime"),
-        ({"since": "2026-01-01T00:00:00"}, "since", "timezone"),
+        ({"since": "yesterday"}, "since", "not a date or time"),
+        ({"since": "2026-13-01 10:00"}, "since", "not a date or time"),
         ({"status": "broken"}, "status", "'success', 'failure'"),
         ({"colour": "blue"}, "colour", "Extra inputs are not permitted"),
     ],

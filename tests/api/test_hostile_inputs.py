@@ -32,7 +32,8 @@ SECRET = "aHVudGVyMg=="  # base64 of a password that must never reach the databa
 
 async def post(client: httpx.AsyncClient, body: Any, **kwargs: Any) -> httpx.Response:
     content = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return await client.post("/ingest", content=content, **kwargs)
+    headers = {"content-type": "application/json", **kwargs.pop("headers", {})}
+    return await client.post("/ingest", content=content, headers=headers, **kwargs)
 
 
 def event_json(**overrides: Any) -> str:
@@ -410,8 +411,8 @@ async def test_stacked_content_encodings_are_refused(
     assert (await post(client, body, headers={"content-encoding": "gzip, gzip"})).status_code == 415
     # Two Content-Encoding headers: only the first is applied; what remains is binary, which
     # is refused or quarantined (split as NDJSON at its newline bytes), never lost.
-    duplicated = [("content-encoding", "gzip"), ("content-encoding", "gzip")]
-    response = await post(client, body, headers=duplicated)
+    duplicated = [("content-encoding", "gzip")] * 2 + [("content-type", "application/json")]
+    response = await client.post("/ingest", content=body, headers=duplicated)
     assert response.status_code == 400 or response.json()["quarantined"] > 0
     assert query_all(database_url, "SELECT count(*) FROM audit_event") == [(0,)]
 

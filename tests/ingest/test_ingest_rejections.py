@@ -33,7 +33,9 @@ async def token_app(database_url: str, tmp_path: Path) -> AsyncIterator[FastAPI]
 
 
 def client_for(app: FastAPI, scheme: str = "http") -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=f"{scheme}://test")
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url=f"{scheme}://localhost"
+    )
 
 
 async def rejected(client: httpx.AsyncClient) -> dict[str, float]:

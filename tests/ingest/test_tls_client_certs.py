@@ -81,7 +81,7 @@ def tls_server(database_url: str, tmp_path: Path) -> Iterator[tuple[str, Path]]:
 def test_client_certificate_is_required(tls_server: tuple[str, Path], database_url: str) -> None:
     url, pki = tls_server
     body = json.dumps(event_list([audit_event()]))
-    headers = {"authorization": "Bearer tls-token"}
+    headers = {"authorization": "Bearer tls-token", "content-type": "application/json"}
     with_cert = ssl.create_default_context(cafile=str(pki / "ca.crt"))
     with_cert.load_cert_chain(str(pki / "client.crt"), str(pki / "client.key"))
     response = httpx.post(f"{url}/ingest", content=body, headers=headers, verify=with_cert)

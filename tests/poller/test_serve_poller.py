@@ -31,7 +31,7 @@ async def test_app_lifespan_polls_and_reports_state(
             "the lifespan poller to store the documents",
         )
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
             ready = (await client.get("/readyz")).json()
             metrics = (await client.get("/metrics")).text
     assert ready["status"] == "ok"

@@ -67,7 +67,7 @@ async def spy(app: FastAPI) -> TemplateSpy:
 @pytest_asyncio.fixture
 async def web(spy: TemplateSpy) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=spy)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
         yield http
 
 
@@ -141,3 +141,31 @@ SCREENSHOTS = (
     else Path(tempfile.gettempdir()) / "audit-timeline-screenshots"
 )
 SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+
+
+@pytest.fixture(scope="module")
+def open_server(
+    request: pytest.FixtureRequest, postgres: TestPostgres, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, str]]:
+    """The app in its open mode (loopback bind, no tokens) under uvicorn, with an empty
+    database of the test module's own: (url, database_url)."""
+    module = request.module.__name__.rpartition(".")[2]
+    database_url = postgres.create_database(f"audit_timeline_{module}")
+    upgrade_to_head(database_url)
+    settings = make_settings(database_url, tmp_path_factory.mktemp("forgery"))
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline, "server did not start"
+        assert thread.is_alive(), "server stopped"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}", database_url
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
