@@ -10,11 +10,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
+from app.api.openapi import error_responses
 from app.audit import coverage
 from app.audit.coverage import CoverageFilter, CoverageReport
 from app.db import SessionDep
 
-router = APIRouter(tags=["coverage"])
+router = APIRouter(tags=["coverage"], responses=error_responses(401, 403, 422, 503))
 
 
 @router.get(

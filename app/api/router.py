@@ -172,7 +172,7 @@ async def get_event(
 )
 async def list_quarantined(
     session: SessionDep,
-    cluster: Annotated[str | None, Query(max_length=63)] = None,
+    cluster: Annotated[str | None, Query(max_length=63, pattern=r"^[^\x00]*$")] = None,
     source: Annotated[Literal["webhook", "file", "elasticsearch"] | None, Query()] = None,
     cursor: Annotated[int | None, Query(ge=1, le=2**63 - 1, description="From next_cursor")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,

@@ -16,6 +16,7 @@ from pydantic import Field, field_validator
 from starlette.background import BackgroundTask
 
 from app.access import require
+from app.api.openapi import error_responses
 from app.audit import reports
 from app.audit.bundle import public_pem
 from app.audit.schemas import TimeBounds
@@ -142,6 +143,10 @@ async def scheduled_file(request: Request, name: str) -> FileResponse:
     "/public-key",
     summary="The Ed25519 public key (PEM) that signs report bundles",
     response_class=PlainTextResponse,
+    responses={
+        200: {"content": {"application/x-pem-file": {"schema": {"type": "string"}}}},
+        **error_responses(401, 403),
+    },
 )
 async def public_key(request: Request) -> PlainTextResponse:
     key = load_signing_key(request.app.state.settings)

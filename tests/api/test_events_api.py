@@ -274,3 +274,7 @@ async def test_quarantine_is_listed_newest_first(api: httpx.AsyncClient) -> None
     assert any("protoPayload" in i["raw"] for i in [item, *rest["items"]])
     bad = await api.get("/api/v1/quarantine", params={"source": "carrier-pigeon"})
     assert bad.status_code == 422
+    # A NUL byte cannot reach PostgreSQL (found by schemathesis: it was a 500).
+    nul = await api.get("/api/v1/quarantine", params={"cluster": "a\x00b"})
+    assert nul.status_code == 422
+    assert nul.json()["detail"][0]["param"] == "cluster"

@@ -34,7 +34,9 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(
         assert httpx.post(f"{url}/ingest", json=body).status_code == 200
         run = subprocess.run(
             [sys.executable, "-m", "schemathesis.cli", "run", f"{url}/openapi.json",
-             "--checks", CHECKS, "--max-examples", str(MAX_EXAMPLES), "--workers", "2",
+             # One worker: with two, hypothesis describing lambdas in threads trips a CPython 3.11
+             # ast bug now and then ("AST constructor recursion depth mismatch").
+             "--checks", CHECKS, "--max-examples", str(MAX_EXAMPLES), "--workers", "1",
              "--seed", "8", "--generation-deterministic", "--no-shrink",
              "--request-timeout", "30", "--suppress-health-check", "all",
              "--report", "junit", "--report-dir", str(tmp_path / "report")],
