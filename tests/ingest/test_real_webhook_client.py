@@ -1,9 +1,10 @@
 """kube-apiserver's own audit webhook backend (Go, k8s.io/apiserver webhook + buffered, built
 from tests/webhook_client/) against `audit-timeline serve` as a user runs it.
 
-Over HTTPS with the self-signed CA of `tls init` and a bearer token, thousands of events arrive
-once each and JSON-equal; a PostgreSQL outage mid-stream loses and doubles nothing; over plain
-HTTP the client sends no token, and the server says why.
+Over HTTPS with the self-signed CA of `tls init`, a bearer token and the kubeconfig that
+`webhook-config` prints (the README's path), thousands of events arrive once each and
+JSON-equal; a PostgreSQL outage mid-stream loses and doubles nothing; over plain HTTP the client
+sends no token, and the server says why.
 """
 
 from __future__ import annotations
@@ -322,7 +323,13 @@ def test_events_over_https_with_a_token_arrive_once_and_json_equal(
     tls_server: Server, client_database_url: str, tmp_path: Path
 ) -> None:
     events, secrets = realistic_stream(3000)
-    kubeconfig = tls_server.kubeconfig(tmp_path / "webhook.kubeconfig")
+    # The kubeconfig a user gets from the README: `webhook-config` (CA from DATA_DIR/tls/).
+    generated = tls_server.cli(
+        "webhook-config", "--cluster", CLUSTER, "--server-url", f"{tls_server.url}/ingest"
+    )
+    assert generated.returncode == 0, generated.stderr
+    kubeconfig = tmp_path / "webhook.kubeconfig"
+    kubeconfig.write_text(generated.stdout)
     started = time.monotonic()
     run = finish_client(start_client(kubeconfig, write_events(tmp_path / "events.jsonl", events)))
     elapsed = time.monotonic() - started
