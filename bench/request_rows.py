@@ -47,7 +47,7 @@ async def measure(database_url: str) -> dict[str, int]:
     figures: dict[str, int] = {}
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as http:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
             for path in fixture_paths():
                 lines = [line for line in path.read_text().splitlines() if line.strip()]
                 for start in range(0, len(lines), 400):
