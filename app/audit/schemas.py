@@ -63,7 +63,35 @@ def _drop_blank(values: list[str]) -> list[str]:
     return [v.strip() for v in values if v and v.strip()]
 
 
-class TimelineFilter(BaseModel):
+class TimeBounds(BaseModel):
+    """A [since, until) window read from a query: both UTC, since first, blank means unset."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    since: AwareDatetime | None = None
+    until: AwareDatetime | None = None
+
+    @field_validator("since", "until", mode="before")
+    @classmethod
+    def _blank(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("since", "until")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        try:
+            return value.astimezone(UTC) if value is not None else None
+        except OverflowError:
+            raise ValueError("out of range once converted to UTC") from None
+
+    @model_validator(mode="after")
+    def _range(self) -> Self:
+        if self.since is not None and self.until is not None and self.since >= self.until:
+            raise ValueError("since must be earlier than until")
+        return self
+
+
+class TimelineFilter(TimeBounds):
     """Which events to show; every list filter is an OR of its values, filters AND together."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -129,7 +157,7 @@ class TimelineFilter(BaseModel):
 
     @field_validator("resource", "namespace", "user", "group", "verb", "cluster", "stage")
     @classmethod
-    def _blank(cls, values: list[str]) -> list[str]:
+    def _clean_lists(cls, values: list[str]) -> list[str]:
         cleaned = list(dict.fromkeys(_drop_blank(values)))
         if any(len(v) > 512 for v in cleaned):
             raise ValueError("each value must be at most 512 characters")
@@ -170,20 +198,6 @@ class TimelineFilter(BaseModel):
         if value is not None and "\x00" in value:
             raise ValueError("must not contain NUL characters")
         return value.strip() or None if value is not None else None
-
-    @field_validator("since", "until")
-    @classmethod
-    def _utc(cls, value: datetime | None) -> datetime | None:
-        try:
-            return value.astimezone(UTC) if value is not None else None
-        except OverflowError:
-            raise ValueError("out of range once converted to UTC") from None
-
-    @model_validator(mode="after")
-    def _range(self) -> TimelineFilter:
-        if self.since is not None and self.until is not None and self.since >= self.until:
-            raise ValueError("since must be earlier than until")
-        return self
 
     @field_validator("window", "include_reads", "since", "until", "per", mode="before")
     @classmethod
@@ -424,31 +438,3 @@ def event_fields(row: AuditEvent) -> dict[str, object]:
         "source": row.source,
         "url": f"/api/v1/events/{row.id}",
     }
-
-
-class TimeBounds(BaseModel):
-    """A [since, until) window read from a query: both UTC, since first, blank means unset."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    since: AwareDatetime | None = None
-    until: AwareDatetime | None = None
-
-    @field_validator("since", "until", mode="before")
-    @classmethod
-    def _blank(cls, value: object) -> object:
-        return None if value == "" else value
-
-    @field_validator("since", "until")
-    @classmethod
-    def _utc(cls, value: datetime | None) -> datetime | None:
-        try:
-            return value.astimezone(UTC) if value is not None else None
-        except OverflowError:
-            raise ValueError("out of range once converted to UTC") from None
-
-    @model_validator(mode="after")
-    def _range(self) -> Self:
-        if self.since is not None and self.until is not None and self.since >= self.until:
-            raise ValueError("since must be earlier than until")
-        return self
