@@ -59,8 +59,13 @@ class HostPolicy:
     def allows(self, hostname: str) -> bool:
         if not self.allowed:
             return not self.is_loopback_bind or is_loopback_name(hostname)
+        return "*" in self.allowed or self.names(hostname)
+
+    def names(self, hostname: str) -> bool:
+        """Whether an ALLOWED_HOSTS entry names hostname. A bare `*` names nothing: it lets any
+        Host in, but must never make any web page's Origin trusted."""
         for pattern in self.allowed:
-            if pattern == "*" or pattern == hostname:
+            if pattern == hostname:
                 return True
             suffix = pattern.removeprefix("*")
             if suffix.startswith(".") and hostname.endswith(suffix):
@@ -121,7 +126,7 @@ class HostOriginMiddleware:
             if netloc is None or not (
                 netloc == _host_netloc(host, scope.get("scheme", "http"))
                 # Behind a proxy that rewrites Host, the public name is in ALLOWED_HOSTS.
-                or (self.policy.allowed and self.policy.allows(split_host(netloc)[0]))
+                or self.policy.names(split_host(netloc)[0])
             ):
                 message = (
                     f"cross-origin {scope['method']} refused: Origin {origin[:100]!r} is not"

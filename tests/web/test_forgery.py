@@ -189,3 +189,23 @@ def test_origin_must_be_this_server_or_an_allowed_host(database_url: str, tmp_pa
         return found
 
     assert asyncio.run(statuses()) == [401, 401, 403, 403]
+
+
+def test_a_wildcard_allowed_host_trusts_no_origin(database_url: str, tmp_path: Path) -> None:
+    # ALLOWED_HOSTS=* answers any Host name, but a foreign page's Origin stays refused.
+    settings = make_settings(database_url, tmp_path, host="0.0.0.0", allowed_hosts="*")
+    transport = httpx.ASGITransport(app=create_app(settings))
+
+    async def statuses() -> list[int]:
+        async with httpx.AsyncClient(transport=transport) as http:
+            return [
+                (
+                    await http.post(
+                        "http://audit.example/ingest",
+                        headers={"content-type": "application/json", "origin": origin},
+                    )
+                ).status_code
+                for origin in ("http://audit.example", "https://evil.example")
+            ]
+
+    assert asyncio.run(statuses()) == [401, 403]
