@@ -180,13 +180,31 @@ def describe_change(
     """The effect of event on its object, given the last known version before it (None: none)
     and how many changes with unrecorded results happened since that version."""
     change = _describe(event, previous, unrecorded)
-    if unrecorded and change.outcome in (Outcome.CHANGED, Outcome.UNCHANGED):
+    if unrecorded and change.outcome is Outcome.UNCHANGED:
+        # Equal to the last recorded version, but a change in between may have been undone by
+        # this one: what this request did is not known.
+        return dataclasses.replace(
+            change,
+            outcome=Outcome.NO_PREVIOUS,
+            fields=(),
+            note="Same as the last recorded version, but the version just before this request"
+            " is not recorded: whether it changed anything is unknown.",
+            gap_note=gap_note(unrecorded),
+        )
+    if unrecorded and change.outcome is Outcome.CHANGED:
         return dataclasses.replace(change, gap_note=gap_note(unrecorded))
     return change
 
 
 def _describe(event: AuditEvent, previous: object | None, unrecorded: int) -> EventChange:
     code = event.response_code
+    if code is not None and code >= 500 and event.verb in CHANGE_VERBS:
+        # A server error (a timeout, say) does not tell whether the write was applied.
+        return _not_recorded(
+            previous,
+            f"The request ended with a server error ({code}): whether the object changed is"
+            " not known.",
+        )
     if code is not None and code >= 400:
         return _unchanged(
             Outcome.FAILED, f"The request failed ({code}): the object did not change."

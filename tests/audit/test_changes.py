@@ -257,3 +257,19 @@ def test_strings_that_look_like_other_values_are_quoted() -> None:
         "c: x → null",
         'd: "[1]" → [1]',
     ]
+
+
+def test_server_errors_and_equal_versions_after_a_gap_are_not_called_no_change() -> None:
+    # A 5xx write may or may not have been applied; a 4xx was refused.
+    timed_out = cm_event(verb="update", responseStatus={"metadata": {}, "code": 504})
+    assert describe_change(timed_out, CONFIG_MAP).outcome is Outcome.NOT_RECORDED
+    refused_read = cm_event(verb="get", responseStatus={"metadata": {}, "code": 500})
+    assert describe_change(refused_read, CONFIG_MAP).outcome is Outcome.FAILED
+    # Equal to the last recorded version, but a change in between may have been undone by it.
+    same = cm_event(verb="update", responseObject=with_data(LOG_LEVEL="info", MODE="live"))
+    assert describe_change(same, CONFIG_MAP).outcome is Outcome.UNCHANGED
+    after_gap = describe_change(same, CONFIG_MAP, unrecorded=1)
+    assert after_gap.outcome is Outcome.NO_PREVIOUS
+    assert not after_gap.outcome.is_known
+    assert after_gap.gap_note is not None
+    assert "no change" not in after_gap.outcome.label
