@@ -27,10 +27,10 @@ from app.audit.export import csv_row as export_csv_row
 from app.audit.models import AuditEvent
 from app.audit.normalize import canonical_group, group_aliases
 from app.audit.queries import is_version, stream_export_rows
+from app.audit.request_rows import STAGE_RANK
 from app.audit.schemas import TimelineFilter
 
 WRITE_VERBS = ("create", "update", "patch", "delete")
-_STAGE_RANK = {"RequestReceived": 0, "ResponseStarted": 1, "ResponseComplete": 2, "Panic": 3}
 # Named selections of resources: (resource, groups it may come through).
 RESOURCE_GROUPS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
     "network-policy": (
@@ -270,7 +270,7 @@ def _requests(events: Sequence[_Event]) -> list[_Event]:
     best: dict[str, _Event] = {}
     for event in events:
         seen = best.get(event.audit_id)
-        if seen is None or _STAGE_RANK.get(event.stage, -1) > _STAGE_RANK.get(seen.stage, -1):
+        if seen is None or STAGE_RANK.get(event.stage, 0) > STAGE_RANK.get(seen.stage, 0):
             best[event.audit_id] = event
     return sorted(best.values(), key=lambda e: (e.stage_at, e.id))
 

@@ -314,7 +314,8 @@ def history_entries(
     entries: list[HistoryEntry | ReadsFold] = []
     version = before_page.response_object if before_page is not None else None
     reads: list[AuditEvent] = []
-    for row in reversed(one_per_request(rows)):
+    # One entry per request: its most complete stored stage (flagged at ingest).
+    for row in reversed([row for row in rows if row.is_request_row]):
         change = describe_change(row, version, unrecorded=unrecorded)
         # A read that returned the object is an observed version too.
         if is_version(row) or change.outcome is Outcome.DELETED:
@@ -333,22 +334,6 @@ def history_entries(
         entries.append(_fold(reads))
     entries.reverse()
     return entries
-
-
-# Which stage of a request says the most about it.
-_STAGE_RANK: Final = {"ResponseComplete": 3, "Panic": 2, "ResponseStarted": 1}
-
-
-def one_per_request(rows: Sequence[AuditEvent]) -> list[AuditEvent]:
-    """The most complete stored stage of each request in rows, in the rows' order."""
-    best: dict[tuple[str, str], AuditEvent] = {}
-    for row in rows:
-        key = (row.cluster, row.audit_id)
-        kept = best.get(key)
-        if kept is None or _STAGE_RANK.get(row.stage, 0) > _STAGE_RANK.get(kept.stage, 0):
-            best[key] = row
-    chosen = {id(row) for row in best.values()}
-    return [row for row in rows if id(row) in chosen]
 
 
 def _history_entry(row: AuditEvent, change: EventChange) -> HistoryEntry:
