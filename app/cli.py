@@ -457,7 +457,9 @@ def _stop_embedded(settings: Settings) -> None:
 
 def _default_tls_hosts(settings: Settings) -> list[str]:
     # localhost and the loopback addresses are always covered; a wildcard bind names nothing.
-    return [] if settings.host in ("0.0.0.0", "::", "") else [settings.host]
+    from app.startup import ANY_ADDRESS
+
+    return [] if settings.host in ANY_ADDRESS else [settings.host]
 
 
 def _self_signed(settings: Settings, hosts: Sequence[str]) -> SelfSignedTls | None:

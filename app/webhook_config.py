@@ -16,6 +16,7 @@ import yaml
 from cryptography import x509
 
 from app.settings import Settings
+from app.tls import tls_directory
 
 Format = Literal["kubeconfig", "flags", "static-pod", "kubeadm"]
 FORMATS: tuple[Format, ...] = ("kubeconfig", "flags", "static-pod", "kubeadm")
@@ -76,7 +77,7 @@ def build_webhook_config(
     _check_server_url(server_url)
     credentials = _credentials(settings, cluster, token, client_cert, client_key)
     if ca is None:
-        default_ca = settings.data_dir / "tls" / "ca.crt"
+        default_ca = tls_directory(settings.data_dir) / "ca.crt"
         ca = default_ca if default_ca.is_file() else None
     ca_pem = _read_pem_certificates(ca, "--ca") if ca is not None else None
     truncate = None

@@ -5,6 +5,7 @@ The report itself is app/audit/reports.py; files are written by app/report_files
 
 from __future__ import annotations
 
+import asyncio
 import os
 import tempfile
 from datetime import UTC, datetime
@@ -109,14 +110,19 @@ async def report_file(
     handle, name = tempfile.mkstemp(prefix="report-", suffix=f".{fmt}")
     os.close(handle)
     path = Path(name)
-    await write_report_file(
-        session,
-        query,
-        {"zip": "bundle"}.get(fmt, fmt),
-        path,
-        settings=settings,
-        base_url=str(request.base_url),
-    )
+    try:
+        await write_report_file(
+            session,
+            query,
+            {"zip": "bundle"}.get(fmt, fmt),
+            path,
+            settings=settings,
+            base_url=str(request.base_url),
+        )
+    except BaseException:
+        # The response's background task removes the file only once it is sent.
+        await asyncio.to_thread(path.unlink, missing_ok=True)
+        raise
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     media = {"csv": "text/csv", "ndjson": "application/x-ndjson", "zip": "application/zip"}
     return FileResponse(

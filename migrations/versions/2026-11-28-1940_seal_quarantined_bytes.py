@@ -1,7 +1,7 @@
 """Quarantined bytes that could not be redacted are kept encrypted: add raw_sealed.
 
 Revision ID: 8a4c1e0d2b77
-Revises: 5c1d2e7a9b10
+Revises: 7b1a0c3d5e03
 Create Date: 2026-11-28 19:40:00+00:00
 """
 

@@ -24,9 +24,9 @@ async def test_loaded_sample_is_polled(es_url: str, database_url: str, tmp_path:
 
     result = await poll_once(poller_settings(database_url, tmp_path, es_url))
 
-    assert (result.read, result.stored, result.quarantined, result.skipped) == (120, 120, 0, 0)
+    assert (result.read, result.stored, result.quarantined, result.skipped) == (count, count, 0, 0)
     rows = query_all(database_url, "SELECT cluster, source, verb FROM audit_event")
-    assert Counter(r[0] for r in rows) == {"compose-demo": 120}
+    assert Counter(r[0] for r in rows) == {"compose-demo": count}
     assert {r[1] for r in rows} == {"elasticsearch"}
     assert {"create", "patch", "get"} <= {r[2] for r in rows}
 
