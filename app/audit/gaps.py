@@ -194,7 +194,11 @@ def gap_markers(
             unknown_between = True
         if is_version(event):
             last, unknown_between = event, False
-        elif event.verb in ("delete", "deletecollection") and succeeded:
+        elif event.verb in ("delete", "deletecollection") and (
+            event.response_code is not None and event.response_code < 400
+        ):
+            # Only a delete known to have succeeded ends the record; one without a result
+            # leaves the last version standing and the unknown flagged.
             last, unknown_between = None, False
         if gaps:
             markers[event.id] = gaps

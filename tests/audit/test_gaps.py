@@ -85,3 +85,15 @@ def test_request_level_and_stages_of_one_request_share_markers() -> None:
     assert kinds(markers, 2) == ["not_recorded"]
     assert "Request level" in markers[2][0].message
     assert markers[1] == markers[2]
+
+
+def test_a_delete_without_a_result_does_not_end_the_record() -> None:
+    # A delete stored only as RequestReceived may not have happened: the next update is still
+    # compared with the last recorded version, and the unknown delete is the hinted cause.
+    first = event(1, response_object=body("7", 1))
+    delete = event(2, "delete", stage="RequestReceived", response_code=None,
+                   response_object=None)  # fmt: skip
+    update = event(3, request_object=body("8", 1), response_object=body("9", 2))
+    [jump] = [g for g in gap_markers([update, delete, first])[3] if g.kind == "jump"]
+    assert "last recorded version is 7" in jump.message
+    assert "without a recorded result" in jump.message
