@@ -105,6 +105,8 @@ class ObjectChange:
     namespace: str | None
     name: str
     changes: int = 0
+    # Of changes, how many have a recorded result (the others may or may not have applied).
+    recorded_changes: int = 0
     failed_attempts: int = 0
     users: list[str] = field(default_factory=list)
     first_change_at: datetime | None = None
@@ -119,6 +121,9 @@ class ObjectChange:
     @property
     def change(self) -> Change:
         if self.changes == 0:
+            return "unknown"
+        if self.recorded_changes == 0:
+            # Every write's result is unrecorded: not even that something changed is known.
             return "unknown"
         if self.state_at_t1 == "absent" and self.state_at_t2 == "absent":
             return "created and deleted"
@@ -297,6 +302,7 @@ async def _finish(
             continue
         else:
             change.changes += 1
+            change.recorded_changes += 1
             last_write = event
         users[event.username or "unknown"] = None
         change.event_ids.append(event.id)

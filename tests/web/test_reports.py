@@ -17,6 +17,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from app.audit.bundle import public_pem
+from app.audit.reports import ObjectChange
 from app.cli import main
 from tests.conftest import TEST_REDACTION_KEY, fixture_paths, requires_fixtures
 from tests.fixture_oracle import MOVED_FROM_EXTENSIONS as MOVED
@@ -310,3 +311,13 @@ async def test_report_files_need_the_exporter_role(database_url: str, tmp_path: 
             "/reports/report.zip", params=params, headers={"Authorization": "Bearer e"}
         )
         assert exporter.status_code == 200
+
+
+def test_writes_without_recorded_results_are_an_unknown_change() -> None:
+    # Two writes stored only as RequestReceived: whether anything changed is not known.
+    unrecorded = ObjectChange("c", "", "configmaps", "a", "x", changes=2, state_at_t1="known")
+    assert unrecorded.change == "unknown"
+    recorded = ObjectChange(
+        "c", "", "configmaps", "a", "x", changes=2, recorded_changes=1, state_at_t1="known"
+    )
+    assert recorded.change == "modified"
