@@ -1,7 +1,7 @@
 """Gap markers: where the stored record of one object is incomplete, and why, in one line each.
 
 gap_markers is pure: an object's stored events (stage rows, any order) -> markers per event id.
-event_gaps reads what one event's markers need (its request's stages, the version before).
+event_gaps reads what one event's markers need (its request's stages).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit.models import AuditEvent
-from app.audit.queries import is_version, previous_version
+from app.audit.queries import is_version
 
 GapKind = Literal[
     "not_recorded", "no_result", "failed", "jump", "truncated", "garbage_collector", "controller"
@@ -207,9 +207,11 @@ def gap_markers(
     return markers
 
 
-async def event_gaps(session: AsyncSession, event: AuditEvent) -> list[Gap]:
-    """The markers of one event, judged with its request's other stages and the last stored
-    version of its object before it."""
+async def event_gaps(
+    session: AsyncSession, event: AuditEvent, *, previous: AuditEvent | None
+) -> list[Gap]:
+    """The markers of one event, judged with its request's other stages and previous, the last
+    stored version of its object before it (queries.previous_version, which the caller has)."""
     stages = (
         await session.scalars(
             select(AuditEvent).where(
@@ -217,5 +219,4 @@ async def event_gaps(session: AsyncSession, event: AuditEvent) -> list[Gap]:
             )
         )
     ).all()
-    before = await previous_version(session, event)
-    return gap_markers(stages, previous=before).get(event.id, [])
+    return gap_markers(stages, previous=previous).get(event.id, [])

@@ -193,7 +193,7 @@ async def change(
         lines=lines,
         view=view,
         raw=raw,
-        gap_list=await gaps.event_gaps(session, row),
+        gap_list=await gaps.event_gaps(session, row, previous=loaded.previous),
         now=datetime.now(UTC),
     )
 
