@@ -19,7 +19,6 @@ from sqlalchemy import delete as sa_delete
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
-from sqlalchemy.orm import aliased
 
 from app.audit.intake import QuarantineRow, conflict_row
 from app.audit.models import AuditEvent, FileCheckpoint, PollCheckpoint, QuarantinedItem
@@ -644,28 +643,20 @@ async def unrecorded_changes_between(
     key = object_key(event)
     if key is None:
         return 0
-    other = aliased(AuditEvent)
-    later_stage = (
-        select(other.id)
-        .where(
-            other.cluster == AuditEvent.cluster,
-            other.audit_id == AuditEvent.audit_id,
-            other.stage != "RequestReceived",
-        )
-        .exists()
-    )
     stmt = select(func.count(AuditEvent.audit_id.distinct())).where(
         *_object_conditions(key),
         tuple_(AuditEvent.stage_at, AuditEvent.id) > (previous.stage_at, previous.id),
         tuple_(AuditEvent.stage_at, AuditEvent.id) < (event.stage_at, event.id),
         AuditEvent.audit_id.not_in((event.audit_id, previous.audit_id)),
         AuditEvent.verb.in_(CHANGE_VERBS),
-        # A failed request changed nothing; a delete with a code is a known result.
+        # A refused request (4xx) changed nothing; a delete with a success code is a known
+        # result; a server error (5xx) may or may not have been applied.
         AuditEvent.response_code.is_(None)
+        | (AuditEvent.response_code >= 500)
         | and_(AuditEvent.response_code < 400, AuditEvent.verb.not_in(_DELETE_VERBS)),
         ~and_(*_version_conditions()),
-        # The RequestReceived stage of a request whose later stage is stored is that request.
-        ~and_(AuditEvent.stage == "RequestReceived", later_stage),
+        # Each request once, by its most complete stored stage.
+        AuditEvent.is_request_row,
     )
     return int((await session.execute(stmt)).scalar_one())
 
