@@ -53,9 +53,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import scale_data  # noqa: E402
-from embedded import stop_embedded_postgres  # noqa: E402
 
-from app.embedded_db import start_embedded_postgres  # noqa: E402
+from app.embedded_db import start_embedded_postgres, stop_embedded_postgres  # noqa: E402
 from app.migrate import alembic_config, upgrade_to_head  # noqa: E402
 
 KEY = "bench-redaction-key-0123456789"

@@ -25,7 +25,7 @@ from typing import Any
 
 import psycopg
 
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 SPAN = timedelta(days=30)
 CLUSTERS = (("prod-eu-1", 40), ("prod-us-1", 30), ("staging", 20), ("dev", 10))
 USER_SLOTS = 100_000
@@ -444,6 +444,11 @@ FROM (
             FROM (
                 SELECT a.*,
                     a.r % 5 = 0 AS multi,
+                    CASE WHEN a.busy THEN 'Metadata'
+                         WHEN a.u5 < 0.085 AND (a.u3 < 0.45 OR a.u3 >= 0.85)
+                             AND a.resource NOT IN ('secrets', 'events')
+                             THEN 'RequestResponse'
+                         ELSE 'Metadata' END AS level,
                     CASE WHEN a.busy THEN CASE WHEN a.u3 < 0.8 THEN 'update' ELSE 'get' END
                          WHEN a.u3 < 0.45 THEN 'get' WHEN a.u3 < 0.70 THEN 'list'
                          WHEN a.u3 < 0.85 THEN 'watch' WHEN a.u3 < 0.90 THEN 'update'
@@ -475,16 +480,12 @@ FROM (
                              WHEN us.home_namespace IS NOT NULL AND q.u1 < 0.7
                                  THEN us.home_namespace
                              ELSE ns.name END AS namespace,
-                        CASE WHEN q.busy THEN 'Metadata'
-                             WHEN q.u5 < 0.16 AND rs.resource NOT IN ('secrets', 'events')
-                                 THEN 'RequestResponse'
-                             ELSE 'Metadata' END AS level,
                         (ARRAY{list(APPS)!r})[(q.h6 % {len(APPS)}) + 1] AS app,
                         (ARRAY{list(TEAMS)!r})[(q.h6 / 64 % {len(TEAMS)}) + 1] AS team,
                         CASE WHEN us.kind = 'node' THEN 'system:node'
                              WHEN us.kind = 'serviceaccount' THEN 'edit'
                              ELSE 'view' END AS binding,
-                        q.h6 % 5 + 1 AS replicas, q.h6, q.u3, q.u7, q.u12
+                        q.h6 % 5 + 1 AS replicas, q.h6, q.u3, q.u5, q.u7, q.u12
                     FROM (
                         SELECT q0.g, q0.p, q0.r,
                             hashint8extended(q0.r, 20) % {BUSIEST_EVERY} = 0 AS busy,
