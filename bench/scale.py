@@ -126,7 +126,7 @@ def fill(url: str, events: int, *, chunk: int, jobs: int) -> dict[str, Any]:
     with psycopg.connect(url, autocommit=True) as conn:
         # WAL: fewer checkpoints (and full-page images) during the load; this data directory
         # is the bench's own. Does not change what is stored or how it is indexed.
-        conn.execute("ALTER SYSTEM SET max_wal_size = '8GB'")
+        conn.execute("ALTER SYSTEM SET max_wal_size = '4GB'")
         conn.execute("ALTER SYSTEM SET checkpoint_timeout = '30min'")
         conn.execute("SELECT pg_reload_conf()")
         existing = conn.execute("SELECT count(*) FROM audit_event").fetchone()
@@ -531,6 +531,15 @@ def storage(url: str, events: int) -> dict[str, Any]:
             " AND c.relname NOT IN ('alembic_version', 'quarantined_item', 'file_checkpoint',"
             " 'poll_checkpoint')"
         ).fetchall()
+        default = conn.execute(
+            "SELECT count(*) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+            " WHERE i.inhparent = 'audit_event'::regclass AND c.relname = 'audit_event_default'"
+        ).fetchone()
+        in_default = (
+            conn.execute("SELECT count(*) FROM audit_event_default").fetchone()
+            if default and default[0]
+            else None
+        )
     audit = int(event_bytes[0]) if event_bytes else 0
     summaries = {name: int(size) for name, size in others}
     total = audit + sum(summaries.values())
@@ -539,6 +548,7 @@ def storage(url: str, events: int) -> dict[str, Any]:
         "summary_table_bytes": summaries,
         "bytes_per_event": round(total / events),
         "audit_event_bytes_per_event": round(audit / events),
+        "rows_in_default_partition": in_default[0] if in_default else None,
     }
 
 
