@@ -681,9 +681,10 @@ def es_queries(p: Picks) -> list[tuple[str, str, dict[str, Any]]]:
          {"size": 0, "query": {"bool": {"filter": changes}}, "aggs": facets}),
         (f"API facets namespace={p.namespace}", "terms aggs, namespace",
          {"size": 0, "query": {"bool": {"filter": [*changes, kube]}}, "aggs": facets}),
-        ("histogram all time (48 bars)", "date_histogram 15h, changes", histogram("15h")),
-        ("histogram last 7 days", "date_histogram 3h30m, 7d", histogram("210m", week)),
-        (f"histogram namespace={p.namespace}", "date_histogram 15h, namespace",
+        ("UI / default (changes, all time) · lazy /histogram", "date_histogram 15h, changes",
+         histogram("15h")),
+        ("UI / last 7 days · lazy /histogram", "date_histogram 3h30m, 7d", histogram("210m", week)),
+        (f"UI / namespace={p.namespace} · lazy /histogram", "date_histogram 15h, namespace",
          histogram("15h", kube)),
     ]  # fmt: skip
 
