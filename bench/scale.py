@@ -460,9 +460,11 @@ def run_queries(timer: Timer, p: Picks) -> dict[str, Any]:
         timer.time(f"API facets {label}", path("/api/v1/events/facets", api))
     timer.time("UI event detail (request/response)", f"/changes/{p.detail_id}")
     timer.time("UI event detail, previous version", f"/changes/{p.detail_id}?tab=previous")
-    timer.time("API event detail (with previous)", f"/api/v1/events/{p.detail_id}")
-    change = timer.get(f"/changes/{p.busiest_id}")[1].text
-    found = re.search(r'href="(/objects/[^"?#]+)"', change)
+    detail = timer.time("API event detail (with previous)", f"/api/v1/events/{p.detail_id}")
+    change = (detail.json().get("change") or {}) if detail else {}
+    extra["detail_event"] = {"id": p.detail_id, "previous": change.get("previous_event_id")}
+    page = timer.get(f"/changes/{p.busiest_id}")[1].text
+    found = re.search(r'href="(/objects/[^"?#]+)"', page)
     if found:
         obj = found.group(1)
         extra["busiest_object"] = obj
