@@ -385,11 +385,16 @@ def pick(url: str, export_rows: int) -> Picks:
             " AND name = %s AND verb = 'update' ORDER BY stage_at DESC LIMIT 1",
             (busy["cluster"], busy["resource"], busy["namespace"], busy["name"]),
         )
-        # A change with bodies whose object changed before: the detail's previous version.
+        # A change with bodies whose object was recorded with a body before: the detail's
+        # previous version has something to show.
         detail_id = one(
-            "SELECT id FROM audit_event WHERE stage_at > now() - interval '3 days'"
-            " AND verb = 'update' AND resource = 'deployments' AND response_object IS NOT NULL"
-            " AND subresource IS NULL AND is_request_row ORDER BY stage_at DESC LIMIT 1"
+            "SELECT r.id FROM audit_event r WHERE r.stage_at > now() - interval '3 days'"
+            " AND r.verb IN ('update', 'patch') AND r.resource = 'deployments'"
+            " AND r.subresource IS NULL AND r.response_object IS NOT NULL AND r.is_request_row"
+            " AND EXISTS (SELECT 1 FROM audit_event e WHERE e.cluster = r.cluster"
+            "   AND e.resource = r.resource AND e.namespace = r.namespace AND e.name = r.name"
+            "   AND e.stage_at < r.stage_at AND e.response_object IS NOT NULL)"
+            " ORDER BY r.stage_at DESC LIMIT 1"
         )
         total = one("SELECT count(*) FROM audit_event")
         offset = min(export_rows, total) - 1
@@ -697,7 +702,8 @@ def es_time(es_url: str, p: Picks, args: argparse.Namespace) -> dict[str, Timing
 
         def search(body: dict[str, Any]) -> tuple[float, dict[str, Any]]:
             started = time.perf_counter()
-            response = es.post(f"/{ES_INDEX}/_search", json=body)
+            # No shard request cache: every run computes its aggregations (as PostgreSQL does).
+            response = es.post(f"/{ES_INDEX}/_search?request_cache=false", json=body)
             elapsed = (time.perf_counter() - started) * 1000
             response.raise_for_status()
             return elapsed, response.json()
