@@ -387,7 +387,8 @@ def pick(url: str, export_rows: int) -> Picks:
         )
         # A change with bodies whose object was recorded with a body before: the detail's
         # previous version has something to show.
-        detail_id = one(
+        # (A small fill may have none: then the newest change with a body, or any change.)
+        detail = conn.execute(
             "SELECT r.id FROM audit_event r WHERE r.stage_at > now() - interval '3 days'"
             " AND r.verb IN ('update', 'patch') AND r.resource = 'deployments'"
             " AND r.subresource IS NULL AND r.response_object IS NOT NULL AND r.is_request_row"
@@ -395,6 +396,14 @@ def pick(url: str, export_rows: int) -> Picks:
             "   AND e.resource = r.resource AND e.namespace = r.namespace AND e.name = r.name"
             "   AND e.stage_at < r.stage_at AND e.response_object IS NOT NULL)"
             " ORDER BY r.stage_at DESC LIMIT 1"
+        ).fetchone()
+        detail_id = (
+            detail[0]
+            if detail
+            else one(
+                "SELECT id FROM audit_event WHERE verb IN ('update', 'patch') AND is_request_row"
+                " ORDER BY response_object IS NOT NULL DESC, stage_at DESC LIMIT 1"
+            )
         )
         total = one("SELECT count(*) FROM audit_event")
         offset = min(export_rows, total) - 1
