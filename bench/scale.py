@@ -763,17 +763,17 @@ def with_elasticsearch(url: str, p: Picks, args: argparse.Namespace) -> dict[str
 
 
 def table(results: dict[str, Timing], es: dict[str, Timing], es_docs: int | None) -> str:
-    head = f"{'query':62} {'p50 ms':>9} {'p95 ms':>9} {'max ms':>9} {'runs':>4}"
+    head = f"{'query':70} {'p50 ms':>9} {'p95 ms':>9} {'max ms':>9} {'runs':>4}"
     if es:
         head += f"   {'ES p50':>8} {'ES p95':>8}  (ES: {es_docs:,} docs)"
     lines = [head, "-" * len(head)]
     for name in [*results, *(n for n in es if n not in results)]:
         if name in results:
             f = results[name].figures()
-            line = f"{name[:62]:62} {f['p50_ms']:9.1f} {f['p95_ms']:9.1f} {f['max_ms']:9.1f}"
+            line = f"{name[:70]:70} {f['p50_ms']:9.1f} {f['p95_ms']:9.1f} {f['max_ms']:9.1f}"
             line += f" {f['runs']:4}"
         else:
-            line = f"{name[:62]:62} {'-':>9} {'-':>9} {'-':>9} {'-':>4}"
+            line = f"{name[:70]:70} {'-':>9} {'-':>9} {'-':>9} {'-':>4}"
         if name in es:
             e = es[name].figures()
             line += f"   {e['p50_ms']:8.1f} {e['p95_ms']:8.1f}  {es[name].name[3:]}"
