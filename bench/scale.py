@@ -59,6 +59,7 @@ from app.migrate import alembic_config, upgrade_to_head  # noqa: E402
 
 KEY = "bench-redaction-key-0123456789"
 KUBE_SYSTEM_SAS = "system:serviceaccount:kube-system:*"
+GOAL_P95_MS = 50.0  # issue 9: every page and query p95 < 50 ms at 10M events
 CHANGE_VERBS = ("create", "update", "patch", "delete", "deletecollection")
 
 
@@ -781,6 +782,37 @@ def table(results: dict[str, Timing], es: dict[str, Timing], es_docs: int | None
     return "\n".join(lines)
 
 
+def compare(paths: list[Path], *, to: int) -> str:
+    """p50/p95 per query from several --json files side by side; with two fills of different
+    sizes, each query's p95 extrapolated to `to` events by a power law through the two points
+    (t = a * N^b: b = log(t2 / t1) / log(N2 / N1)), the method issue 9 asks to state."""
+    runs = [json.loads(path.read_text()) for path in paths]
+    names = list(dict.fromkeys(name for run in runs for name in run.get("queries", {})))
+    sizes = [int(run["events"]) for run in runs]
+    scaling = len(runs) == 2 and sizes[0] != sizes[1]
+    head = f"{'query':70}" + "".join(f" {f'p50/p95 @{n / 1e6:g}M':>19}" for n in sizes)
+    head += f" {'<50':>4}"
+    if scaling:
+        head += f" {'b':>5} {f'p95 @{to / 1e6:g}M':>12}"
+    lines = [head, "-" * len(head), *([" " * 70 + "".join(f" {p.name[:19]:>19}" for p in paths)])]
+    for name in names:
+        line = f"{name[:70]:70}"
+        cells = [run.get("queries", {}).get(name) for run in runs]
+        for cell in cells:
+            line += f" {cell['p50_ms']:9.1f}/{cell['p95_ms']:9.1f}" if cell else f" {'-':>19}"
+        last = cells[-1]
+        line += f" {('ok' if last['p95_ms'] < GOAL_P95_MS else 'MISS') if last else '':>4}"
+        if scaling and all(cells):
+            small, large = (cells[0], cells[1]) if sizes[0] < sizes[1] else (cells[1], cells[0])
+            n1, n2 = sorted(sizes)
+            b = math.log(large["p95_ms"] / small["p95_ms"]) / math.log(n2 / n1)
+            line += f" {b:5.2f} {large['p95_ms'] * (to / n2) ** b:12.1f}"
+        lines.append(line)
+    for key in ("export_rows_per_s", "rss_mib_max", "bytes_per_event", "fill_s"):
+        lines.append(f"{key:70}" + "".join(f" {run.get(key, '-')!s:>19}" for run in runs))
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=10_000_000)
@@ -806,7 +838,23 @@ def main() -> int:
         help="newest events loaded into Elasticsearch (a subset when < --events)",
     )
     parser.add_argument("--es-heap", default="1g")
+    parser.add_argument(
+        "--compare",
+        type=Path,
+        nargs="+",
+        metavar="JSON",
+        help="print the queries of earlier --json files side by side and exit",
+    )
+    parser.add_argument(
+        "--to",
+        type=int,
+        default=50_000_000,
+        help="with --compare of two fill sizes: extrapolate p95 to this N",
+    )
     args = parser.parse_args()  # fmt: skip
+    if args.compare:
+        print(compare(args.compare, to=args.to))
+        return 0
     report: dict[str, Any] = {
         "events": args.events,
         "machine": f"{os.cpu_count()} cores, load at start {load_average()}",
