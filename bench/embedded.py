@@ -1,9 +1,24 @@
-"""Stop an embedded PostgreSQL that a benchmark started in a temporary directory."""
+"""Helpers the benchmarks share: stop an embedded PostgreSQL they started, and the environment
+of an `audit-timeline serve` subprocess against a given database."""
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
+
+BENCH_REDACTION_KEY = "bench-redaction-key-0123456789"
+
+
+def serve_env(url: str, data_dir: Path) -> dict[str, str]:
+    """Environment for `python -m app.cli serve` on database `url` (quiet logs)."""
+    return {
+        **os.environ,
+        "AUDIT_TIMELINE_DATABASE_URL": url,
+        "AUDIT_TIMELINE_DATA_DIR": str(data_dir),
+        "AUDIT_TIMELINE_REDACTION_KEY": BENCH_REDACTION_KEY,
+        "AUDIT_TIMELINE_LOG_LEVEL": "WARNING",
+    }
 
 
 def stop_embedded_postgres(data_dir: Path) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import socket
 import statistics
 import subprocess
@@ -34,7 +33,7 @@ from app.redaction_key import make_redactor
 from app.settings import Settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from embedded import stop_embedded_postgres  # noqa: E402
+from embedded import serve_env, stop_embedded_postgres  # noqa: E402
 
 KEY = "bench-redaction-key-0123456789"
 
@@ -126,13 +125,7 @@ def main() -> int:
                 conn.execute("VACUUM (ANALYZE) audit_event")
             print(f"VACUUM (ANALYZE) in {time.monotonic() - started:.1f} s")  # noqa: T201
         port = free_port()
-        env = {
-            **os.environ,
-            "AUDIT_TIMELINE_DATABASE_URL": url,
-            "AUDIT_TIMELINE_DATA_DIR": str(data_dir),
-            "AUDIT_TIMELINE_REDACTION_KEY": KEY,
-            "AUDIT_TIMELINE_LOG_LEVEL": "WARNING",
-        }
+        env = serve_env(url, data_dir)
         command = [sys.executable, "-m", "app.cli", "serve", "--port", str(port)]
         server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
         try:

@@ -53,11 +53,11 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import scale_data  # noqa: E402
+from embedded import serve_env  # noqa: E402
 
 from app.embedded_db import start_embedded_postgres, stop_embedded_postgres  # noqa: E402
 from app.migrate import alembic_config, upgrade_to_head  # noqa: E402
 
-KEY = "bench-redaction-key-0123456789"
 KUBE_SYSTEM_SAS = "system:serviceaccount:kube-system:*"
 GOAL_P95_MS = 50.0  # issue 9: every page and query p95 < 50 ms at 10M events
 CHANGE_VERBS = ("create", "update", "patch", "delete", "deletecollection")
@@ -260,13 +260,7 @@ class RssSampler(threading.Thread):
 @contextmanager
 def server(url: str, data_dir: Path) -> Iterator[tuple[httpx.Client, RssSampler]]:
     port = free_port()
-    env = {
-        **os.environ,
-        "AUDIT_TIMELINE_DATABASE_URL": url,
-        "AUDIT_TIMELINE_DATA_DIR": str(data_dir),
-        "AUDIT_TIMELINE_REDACTION_KEY": KEY,
-        "AUDIT_TIMELINE_LOG_LEVEL": "WARNING",
-    }
+    env = serve_env(url, data_dir)
     command = [sys.executable, "-m", "app.cli", "serve", "--port", str(port)]
     proc = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
     sampler = RssSampler(proc.pid)
