@@ -17,7 +17,7 @@ from starlette.background import BackgroundTask
 
 from app.access import require
 from app.api.openapi import error_responses
-from app.audit import queries
+from app.audit import queries, rollups
 from app.audit.changes import change_out
 from app.audit.export import CSV_HEADER, csv_header, csv_row, export_filename, ndjson_row
 from app.audit.normalize import reconstruct_event
@@ -64,13 +64,13 @@ async def list_events(f: Annotated[TimelineFilter, Query()], session: SessionDep
     response_model=FacetCounts,
 )
 async def facets(f: Annotated[TimelineFilter, Query()], session: SessionDep) -> FacetCounts:
-    counts = await queries.facet_counts(session, f)
+    counts = await rollups.facet_counts(session, f, now=datetime.now(UTC))
     return FacetCounts(
-        sample=queries.FACET_SAMPLE,
-        group_sample=queries.GROUP_FACET_SAMPLE,
+        newest=counts.newest,
+        uncounted=list(counts.uncounted),
         facets={
             facet: [FacetValue(value=value, count=count) for value, count in pairs]
-            for facet, pairs in counts.items()
+            for facet, pairs in counts.counts.items()
         },
     )
 

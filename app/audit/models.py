@@ -12,11 +12,13 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Column,
     DateTime,
     Identity,
     Index,
     Integer,
     LargeBinary,
+    Table,
     Text,
     UniqueConstraint,
     func,
@@ -178,6 +180,59 @@ class CoverageHourly(Base):
     response_bodies: Mapped[int] = mapped_column(BigInteger)
     other_stages: Mapped[int] = mapped_column(BigInteger)
     last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+# --- Rollups of audit_event: exact counts for the timeline's histogram and facets ---
+# Kept by the statement-level triggers audit_event_rollup_{insert,update,delete} (migration
+# 2026-11-28-2200) from the rows each statement actually changed, in the same transaction:
+# stage_events counts stored stage-events, requests those flagged is_request_row (one per
+# request), so both units of the timeline are exact. Dimension columns keep NULLs (a unique
+# index with NULLS NOT DISTINCT), so every filter reads them as it reads audit_event.
+# Dropping a partition fires nothing: prune calls rollups.delete_rollups_before.
+ROLLUP_NARROW_DIMENSIONS = ("cluster", "verb", "response_code")
+ROLLUP_WIDE_DIMENSIONS = (
+    *ROLLUP_NARROW_DIMENSIONS,
+    "stage",
+    "namespace",
+    "resource",
+    "api_group",
+    "subresource",
+    "username",
+    "impersonated_user",
+)
+
+
+def _rollup_table(name: str, dimensions: tuple[str, ...], *indexes: Index) -> Table:
+    types: dict[str, Any] = {"response_code": Integer}
+    return Table(
+        name,
+        Base.metadata,
+        Column("hour", DateTime(timezone=True), nullable=False),
+        *(Column(d, types.get(d, Text), nullable=d in _NULLABLE_DIMENSIONS) for d in dimensions),
+        Column("stage_events", BigInteger, nullable=False),
+        Column("requests", BigInteger, nullable=False),
+        Index(
+            f"ux_{name}_key",
+            "hour",
+            *dimensions,
+            unique=True,
+            postgresql_nulls_not_distinct=True,
+        ),
+        *indexes,
+    )
+
+
+_NULLABLE_DIMENSIONS = frozenset(ROLLUP_WIDE_DIMENSIONS) - {"cluster", "verb", "stage"}
+# Per hour, cluster, verb and code: the unfiltered histogram and counts (changes or all).
+event_rollup_hourly = _rollup_table("event_rollup_hourly", ROLLUP_NARROW_DIMENSIONS)
+# Per hour and every filterable dimension: facets and filtered histograms.
+event_rollup_wide = _rollup_table(
+    "event_rollup_wide",
+    ROLLUP_WIDE_DIMENSIONS,
+    Index("ix_event_rollup_wide_namespace_hour", "namespace", "hour"),
+    Index("ix_event_rollup_wide_resource_hour", "resource", "hour"),
+    Index("ix_event_rollup_wide_username_hour", "username", "hour"),
+)
 
 
 class QuarantinedItem(Base):

@@ -359,12 +359,14 @@ class FacetValue(BaseModel):
 
 
 class FacetCounts(BaseModel):
-    """Per facet, the most frequent values among the newest `sample` matching events (`group`:
-    among the newest `group_sample`); each facet ignores its own filter (so a picker shows the
-    alternatives)."""
+    """Per facet, its most frequent values among the events matching all the *other* filters
+    (so a picker shows the alternatives). Counts are exact over every matching event unless
+    `newest` is set (a `group` or `q` filter matched more than that many events: the counts
+    cover the newest `newest` only); facets in `uncounted` were not counted (too many matching
+    events to count groups exactly)."""
 
-    sample: int
-    group_sample: int
+    newest: int | None
+    uncounted: list[str]
     facets: dict[str, list[FacetValue]]
 
 

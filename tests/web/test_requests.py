@@ -17,7 +17,7 @@ import psycopg
 import pytest
 from alembic import command
 
-from app.audit import queries
+from app.audit import queries, rollups
 from app.migrate import alembic_config, upgrade_to_head
 from tests.builders import audit_event
 from tests.conftest import query_all
@@ -166,10 +166,13 @@ async def test_timeline_counts_requests_not_stages(
     assert page.status_code == 200
     assert spy.context["filters"].per == "request"
     assert len(spy.context["rows"]) == requests == 30
-    assert sum(b.count for b in spy.context["buckets"]) == requests
     assert f'<strong id="match-count">{requests}</strong> matching requests' in page.text
-    assert sum(n for _, n in spy.context["facets"]["verb"]) == requests
-    assert dict(spy.context["facets"]["namespace"]) == {"ns-0": 15, "ns-1": 15}
+    facets = spy.context["facets"]
+    await web.get("/histogram", params={"limit": "1000"})
+    assert sum(b.count for b in spy.context["buckets"]) == requests
+    assert sum(n for _, n in facets["verb"]) == requests
+    assert dict(facets["namespace"]) == {"ns-0": 15, "ns-1": 15}
+    await web.get("/", params={"limit": "1000"})
     # Each row shows the most complete stage and lists the request's stages.
     for row in spy.context["rows"]:
         index = int(row.event.audit_id.split("-")[1])
@@ -383,10 +386,10 @@ async def test_api_takes_typed_times_as_utc_and_counts_new_facets(
     facets = (await client.get("/api/v1/events/facets", params={"per": "request"})).json()
     assert facets["facets"]["stage"] == [{"value": "ResponseComplete", "count": 5}]
     assert facets["facets"]["group"] == [{"value": "system:authenticated", "count": 5}]
-    assert (facets["sample"], facets["group_sample"]) == (20_000, 2_000)
+    assert (facets["newest"], facets["uncounted"]) == (None, [])
 
 
-async def test_group_counts_cover_their_own_newest_sample(
+async def test_group_counts_are_exact_or_said_to_be_uncounted(
     client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     old = [user_event(f"old-{i}", ["old-team"]) for i in range(3)]
@@ -394,10 +397,16 @@ async def test_group_counts_cover_their_own_newest_sample(
     for i, event in enumerate([*old, *new]):
         event["stageTimestamp"] = f"2026-11-20T10:00:0{i}Z"
     await ingest(client, [*old, *new])
-    monkeypatch.setattr(queries, "GROUP_FACET_SAMPLE", 3)
     facets = (await client.get("/api/v1/events/facets")).json()
-    assert facets["group_sample"] == 3
+    assert facets["uncounted"] == []
     assert facets["facets"]["group"] == [
+        {"value": "old-team", "count": 3},
         {"value": "new-team", "count": 2},
-        {"value": "old-team", "count": 1},
     ]
+    # More matching events than are counted from the rows: no guess, the facet says so.
+    monkeypatch.setattr(rollups, "GROUP_COUNT_LIMIT", 4)
+    facets = (await client.get("/api/v1/events/facets")).json()
+    assert facets["uncounted"] == ["group"]
+    assert facets["facets"]["group"] == []
+    page = await client.get("/")
+    assert "too many matching requests to count groups exactly" in page.text

@@ -1,0 +1,410 @@
+"""The timeline's histogram and facet counts, exact, from the rollups where they can answer.
+
+event_rollup_hourly (hour x cluster x verb x code) and event_rollup_wide (hour x every filter
+dimension) hold exact stage-event and request counts, kept by triggers on audit_event in the
+ingest transaction (migration 2026-11-28-2200). A query over a time range reads the rollup for
+the whole hours inside it and audit_event for the partial hours at its edges (at most two
+hours, through the (stage_at, id) index), so counts are exact for any range. Filters no rollup
+keeps (groups, name substring) are counted from the events: exactly when there are few, else
+over the newest FACET_SAMPLE only, and the result says so.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Select,
+    Table,
+    delete,
+    func,
+    literal_column,
+    select,
+    text,
+    union_all,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.audit.models import AuditEvent, event_rollup_hourly, event_rollup_wide
+from app.audit.queries import (
+    dimension_conditions,
+    event_only_conditions,
+    time_conditions,
+)
+from app.audit.schemas import TimelineFilter
+
+logger = logging.getLogger(__name__)
+
+HOUR = timedelta(hours=1)
+# Ranges at least this long get whole-hour bars (read from the rollups); shorter ones are
+# counted from the events in finer bars.
+HOURLY_BARS_FROM = timedelta(hours=12)
+# Filters on what no rollup keeps: facets count at most this many newest matching events, and
+# say so when there were more.
+FACET_SAMPLE = 20_000
+# Groups are kept by no rollup: they are counted from the events when at most this many match.
+GROUP_COUNT_LIMIT = 20_000
+# Facet name (a TimelineFilter list field) -> the column it counts.
+FACET_COLUMNS = {
+    "resource": "resource",
+    "namespace": "namespace",
+    "user": "username",
+    "verb": "verb",
+    "cluster": "cluster",
+    "stage": "stage",
+}
+_NARROW_FILTERS = frozenset({"verb", "cluster", "status", "include_reads"})
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """One histogram bar: [start, end) with how many events and how many failed."""
+
+    start: datetime
+    end: datetime
+    count: int
+    failures: int
+
+
+@dataclass(frozen=True)
+class Facets:
+    """Per facet, its most frequent values with their counts.
+
+    newest is None when every count is exact over all matching events; else the counts cover
+    only the newest `newest` of them (a filter no rollup keeps matched more). uncounted: facets
+    left out because counting them exactly would read too many events.
+    """
+
+    counts: dict[str, list[tuple[str, int]]]
+    newest: int | None = None
+    uncounted: tuple[str, ...] = field(default=())
+
+
+def floor_hour(at: datetime) -> datetime:
+    """The start of at's hour (UTC)."""
+    return at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def ceil_hour(at: datetime) -> datetime:
+    """The first hour boundary at or after at."""
+    floor = floor_hour(at)
+    return floor if floor == at else floor + HOUR
+
+
+def is_rollup_filter(f: TimelineFilter) -> bool:
+    """True when every filter of f is a rollup dimension (no group, no name substring)."""
+    return not f.group and not f.q
+
+
+def _rollup_for(f: TimelineFilter) -> Table:
+    """The smallest rollup that keeps every dimension f filters on."""
+    used = {
+        name
+        for name in ("resource", "namespace", "user", "stage", "verb", "cluster", "status")
+        if getattr(f, name)
+    }
+    return event_rollup_hourly if used <= _NARROW_FILTERS else event_rollup_wide
+
+
+def _positions(selected: list[Any]) -> list[ColumnElement[Any]]:
+    # GROUP BY 1, 2, ...: the selected columns, whatever their expressions.
+    return [literal_column(str(i)) for i in range(1, len(selected) + 1)]
+
+
+@dataclass(frozen=True)
+class _Range:
+    """[start, end): whole hours [hours_from, hours_to) from a rollup, the rest from events."""
+
+    start: datetime | None
+    end: datetime | None
+
+    def parts(self) -> tuple[tuple[datetime | None, datetime | None] | None, list[Any]]:
+        """The rollup's hour range (None: no whole hour), and the events' edge slices."""
+        start, end = self.start, self.end
+        hours_from = ceil_hour(start) if start is not None else None
+        hours_to = floor_hour(end) if end is not None else None
+        if hours_from is not None and hours_to is not None and hours_from >= hours_to:
+            return None, [(start, end)]
+        edges = []
+        if start is not None and hours_from is not None and start < hours_from:
+            edges.append((start, hours_from))
+        if end is not None and hours_to is not None and hours_to < end:
+            edges.append((hours_to, end))
+        return (hours_from, hours_to), edges
+
+
+def _sources(
+    f: TimelineFilter,
+    rollup: Table,
+    span: _Range,
+    columns: list[str],
+    *,
+    bucket: Any = None,
+) -> Select[Any]:
+    """UNION ALL of (columns..., n), or with bucket (columns..., bucket, n, bad): the rollup
+    over span's whole hours, and events at its edges, both under f's dimension filters
+    (counted per request or per stage-event)."""
+    hours, edges = span.parts()
+    parts: list[Select[Any]] = []
+    if hours is not None:
+        c = rollup.c
+        n = func.sum(c.requests if f.is_per_request() else c.stage_events)
+        where = dimension_conditions(f, c)
+        if hours[0] is not None:
+            where.append(c.hour >= hours[0])
+        if hours[1] is not None:
+            where.append(c.hour < hours[1])
+        selected = [c[name].label(name) for name in columns]
+        counted = [n.label("n")]
+        if bucket is not None:
+            selected.append(bucket(c.hour).label("bucket"))
+            counted.append(n.filter(c.response_code >= 400).label("bad"))
+        parts.append(
+            select(*selected, *counted).where(*where).group_by(*_positions(selected))
+        )
+    for since, until in edges:
+        e = AuditEvent.__table__.c
+        where = [*dimension_conditions(f, e), *time_conditions(since, until)]
+        if f.is_per_request():
+            where.append(AuditEvent.is_request_row.expression)
+        selected = [e[name].label(name) for name in columns]
+        counted = [func.count().label("n")]
+        if bucket is not None:
+            selected.append(bucket(e.stage_at).label("bucket"))
+            counted.append(func.count().filter(e.response_code >= 400).label("bad"))
+        stmt = select(*selected, *counted).where(*where)
+        parts.append(stmt.group_by(*_positions(selected)) if selected else stmt)
+    # span.parts() gives whole hours, or else at least one edge: never nothing.
+    assert parts
+    return parts[0] if len(parts) == 1 else union_all(*parts).subquery().select()
+
+
+async def matching_count(session: AsyncSession, f: TimelineFilter, *, now: datetime) -> int:
+    """How many events (or requests, per f) match f exactly; f must be a rollup filter."""
+    span = _Range(f.effective_since(now), f.until)
+    source = _sources(f, _rollup_for(f), span, []).subquery()
+    return int(await session.scalar(select(func.coalesce(func.sum(source.c.n), 0))) or 0)
+
+
+async def facet_counts(
+    session: AsyncSession, f: TimelineFilter, *, now: datetime, limit: int = 50
+) -> Facets:
+    """Per facet, its most frequent values among the events matching all the *other* filters
+    (so a picker shows the alternatives): exact, from the rollups when they keep every filter."""
+    if not is_rollup_filter(f):
+        return await _sampled_facets(session, f, now=now, limit=limit)
+    groups: dict[str, tuple[TimelineFilter, list[str]]] = {}
+    for facet in FACET_COLUMNS:
+        others = f.model_copy(update={facet: [], "cursor": None})
+        groups.setdefault(others.model_dump_json(), (others, []))[1].append(facet)
+    counts: dict[str, list[tuple[str, int]]] = {facet: [] for facet in FACET_COLUMNS}
+    for others, facets in groups.values():
+        names = [FACET_COLUMNS[facet] for facet in facets]
+        span = _Range(others.effective_since(now), others.until)
+        source = _sources(others, event_rollup_wide, span, names).subquery()
+        columns = [source.c[name] for name in names]
+        flags = [func.grouping(column) for column in columns]
+        stmt = select(*columns, *flags, func.sum(source.c.n)).group_by(func.grouping_sets(*columns))
+        for row in (await session.execute(stmt)).all():
+            values, grouped, n = row[: len(columns)], row[len(columns) : -1], row[-1]
+            for facet, value, flag in zip(facets, values, grouped, strict=True):
+                if flag == 0 and value is not None and n:
+                    counts[facet].append((str(value), int(n)))
+    uncounted: tuple[str, ...] = ()
+    others = f.model_copy(update={"group": [], "cursor": None})
+    if await matching_count(session, others, now=now) <= GROUP_COUNT_LIMIT:
+        counts["group"] = await _group_counts(session, others, now=now, newest=None)
+    else:
+        counts["group"] = []
+        uncounted = ("group",)
+    return Facets(_top(counts, limit), uncounted=uncounted)
+
+
+def _top(counts: dict[str, list[tuple[str, int]]], limit: int) -> dict[str, list[tuple[str, int]]]:
+    return {
+        facet: sorted(pairs, key=lambda pair: (-pair[1], pair[0]))[:limit]
+        for facet, pairs in counts.items()
+    }
+
+
+def _event_conditions(f: TimelineFilter, *, now: datetime) -> list[ColumnElement[bool]]:
+    conditions = [
+        *dimension_conditions(f, AuditEvent.__table__.c),
+        *event_only_conditions(f),
+        *time_conditions(f.effective_since(now), f.until),
+    ]
+    if f.is_per_request():
+        conditions.append(AuditEvent.is_request_row.expression)
+    return conditions
+
+
+async def _sampled_facets(
+    session: AsyncSession, f: TimelineFilter, *, now: datetime, limit: int
+) -> Facets:
+    # A filter no rollup keeps: count from the newest FACET_SAMPLE + 1 matching events; when
+    # that many exist, the counts cover only the newest FACET_SAMPLE, and the result says so.
+    counts: dict[str, list[tuple[str, int]]] = {facet: [] for facet in FACET_COLUMNS}
+    complete = True
+    groups: dict[str, tuple[TimelineFilter, list[str]]] = {}
+    for facet in FACET_COLUMNS:
+        others = f.model_copy(update={facet: [], "cursor": None})
+        groups.setdefault(others.model_dump_json(), (others, []))[1].append(facet)
+    for others, facets in groups.values():
+        recent = (
+            select(*(AuditEvent.__table__.c[FACET_COLUMNS[facet]].label(facet) for facet in facets))
+            .where(*_event_conditions(others, now=now))
+            .order_by(AuditEvent.stage_at.desc(), AuditEvent.id.desc())
+            .limit(FACET_SAMPLE + 1)
+            .subquery()
+        )
+        rows = (await session.execute(select(recent))).all()
+        complete = complete and len(rows) <= FACET_SAMPLE
+        for position, facet in enumerate(facets):
+            tally: dict[str, int] = {}
+            for row in rows[:FACET_SAMPLE]:
+                value = row[position]
+                if value is not None:
+                    tally[str(value)] = tally.get(str(value), 0) + 1
+            counts[facet] = list(tally.items())
+    others = f.model_copy(update={"group": [], "cursor": None})
+    counts["group"] = await _group_counts(session, others, now=now, newest=FACET_SAMPLE)
+    return Facets(_top(counts, limit), newest=None if complete else FACET_SAMPLE)
+
+
+async def _group_counts(
+    session: AsyncSession, f: TimelineFilter, *, now: datetime, newest: int | None
+) -> list[tuple[str, int]]:
+    # Groups are arrays, kept by no rollup: counted from the matching events' rows.
+    stmt = select(AuditEvent.user_groups.label("groups")).where(*_event_conditions(f, now=now))
+    if newest is not None:
+        stmt = stmt.order_by(AuditEvent.stage_at.desc(), AuditEvent.id.desc()).limit(newest)
+    recent = stmt.subquery()
+    group = func.unnest(recent.c.groups).table_valued("value").render_derived()
+    counted = select(group.c.value, func.count()).select_from(recent).join(group, text("true"))
+    rows = (await session.execute(counted.group_by(group.c.value))).all()
+    return [(str(value), int(n)) for value, n in rows if value is not None]
+
+
+async def histogram(
+    session: AsyncSession, f: TimelineFilter, *, now: datetime, bars: int = 48
+) -> list[Bucket]:
+    """Events (or requests) per time bucket over the filter's range (or the matching events'
+    own span), exact. Ranges of HOURLY_BARS_FROM or more get bars of whole hours."""
+    f = f.model_copy(update={"cursor": None})
+    start = f.effective_since(now)
+    end = f.until or (now if f.window else None)
+    rollup = _rollup_for(f) if is_rollup_filter(f) else None
+    if start is None or end is None:
+        first, last = await _span(session, f, rollup, start=start, end=end, now=now)
+        if first is None or last is None:
+            return []
+        start = start or first
+        end = end or last
+    if end <= start:
+        return []
+    if rollup is None or end - start < HOURLY_BARS_FROM:
+        return await _event_histogram(session, f, start=start, end=end, bars=bars)
+    origin = floor_hour(start)
+    hours = -(-(end - origin) // HOUR)
+    width = HOUR * -(-hours // bars)
+    seconds = width.total_seconds()
+
+    def bucket(column: Any) -> ColumnElement[int]:
+        return func.floor(func.extract("epoch", column - origin) / seconds).cast(Integer)
+
+    source = _sources(f, rollup, _Range(start, end), [], bucket=bucket).subquery()
+    stmt = select(source.c.bucket, func.sum(source.c.n), func.sum(source.c.bad)).group_by(
+        source.c.bucket
+    )
+    counts = {int(b): (int(n), int(bad)) for b, n, bad in (await session.execute(stmt)).all()}
+    total_bars = -(-(end - origin) // width)
+    return [
+        Bucket(
+            start=max(start, origin + width * i),
+            end=min(origin + width * (i + 1), end),
+            count=counts.get(i, (0, 0))[0],
+            failures=counts.get(i, (0, 0))[1],
+        )
+        for i in range(total_bars)
+    ]
+
+
+async def _span(
+    session: AsyncSession,
+    f: TimelineFilter,
+    rollup: Table | None,
+    *,
+    start: datetime | None,
+    end: datetime | None,
+    now: datetime,
+) -> tuple[datetime | None, datetime | None]:
+    """The first and last+1 instants of the matching data: whole hours from a rollup, else the
+    events' own times."""
+    if rollup is None:
+        first, last = (
+            await session.execute(
+                select(func.min(AuditEvent.stage_at), func.max(AuditEvent.stage_at)).where(
+                    *_event_conditions(f, now=now)
+                )
+            )
+        ).one()
+        return first, (last + timedelta(seconds=1)) if last is not None else None
+    c = rollup.c
+    n = c.requests if f.is_per_request() else c.stage_events
+    where = [*dimension_conditions(f, c), n > 0]
+    if start is not None:
+        where.append(c.hour >= floor_hour(start))
+    if end is not None:
+        where.append(c.hour < end)
+    first, last = (
+        await session.execute(select(func.min(c.hour), func.max(c.hour)).where(*where))
+    ).one()
+    if first is None or last is None:
+        return None, None
+    return (max(first, start) if start else first), (min(last + HOUR, end) if end else last + HOUR)
+
+
+async def _event_histogram(
+    session: AsyncSession, f: TimelineFilter, *, start: datetime, end: datetime, bars: int
+) -> list[Bucket]:
+    width = max((end - start) / bars, timedelta(seconds=1))
+    offset = func.extract("epoch", AuditEvent.stage_at - start) / width.total_seconds()
+    index = func.least(func.floor(offset).cast(Integer), bars - 1).label("bucket")
+    conditions = [
+        *dimension_conditions(f, AuditEvent.__table__.c),
+        *event_only_conditions(f),
+        *time_conditions(start, end),
+    ]
+    if f.is_per_request():
+        conditions.append(AuditEvent.is_request_row.expression)
+    stmt = (
+        select(index, func.count(), func.count().filter(AuditEvent.response_code >= 400))
+        .where(*conditions)
+        .group_by(index)
+    )
+    counts = {int(b): (int(n), int(bad)) for b, n, bad in (await session.execute(stmt)).all()}
+    total_bars = min(bars, max(1, -(-(end - start) // width)))
+    return [
+        Bucket(
+            start=start + width * i,
+            end=min(start + width * (i + 1), end),
+            count=counts.get(i, (0, 0))[0],
+            failures=counts.get(i, (0, 0))[1],
+        )
+        for i in range(total_bars)
+    ]
+
+
+async def delete_rollups_before(session: AsyncSession, *, cutoff: datetime) -> None:
+    """Forget the rollup hours before cutoff (hour-aligned): prune calls it once the events
+    before cutoff are gone (dropping a partition fires no trigger)."""
+    if cutoff != floor_hour(cutoff):
+        raise ValueError(f"cutoff {cutoff.isoformat()} is not at the start of an hour")
+    for rollup in (event_rollup_hourly, event_rollup_wide):
+        await session.execute(delete(rollup).where(rollup.c.hour < cutoff))
+    logger.info("rollups.deleted", extra={"cutoff": cutoff.isoformat()})
