@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, text, tuple_
+from sqlalchemy import ColumnElement, and_, func, or_, select, text, tuple_, union
 from sqlalchemy import delete as sa_delete
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
+from sqlalchemy.orm import defer
 from sqlalchemy.sql.base import ReadOnlyColumnCollection
 
 from app.audit.intake import QuarantineRow, conflict_row
@@ -349,16 +350,98 @@ def _filter_conditions(f: TimelineFilter) -> list[ColumnElement[bool]]:
     return conditions + time_conditions(f.effective_since(datetime.now(UTC)), f.until)
 
 
+# What a listed row never shows: the bodies and the event as received (loading them for a page
+# of 50 rows costs more than the rest of the row; touching them on a listed row is a bug).
+_UNLISTED = tuple(
+    defer(column, raiseload=True)
+    for column in (
+        AuditEvent.raw,
+        AuditEvent.request_object,
+        AuditEvent.response_object,
+        AuditEvent.source_meta,
+    )
+)
+# A user prefix expands to at most this many stored users for the ordered scans; past that
+# the page is one scan over every matching row (sorted), still exact.
+MAX_PREFIX_USERS = 200
+_USER_COLUMNS = ("username", "impersonated_user")
+
+
+async def _prefix_users(session: AsyncSession, column: str, prefix: str) -> list[str] | None:
+    """The distinct stored values of column starting with prefix, by a loose index scan of its
+    text_pattern_ops index (one probe per value); None when there are more than
+    MAX_PREFIX_USERS."""
+    assert column in _USER_COLUMNS
+    pattern = _like_escape(prefix) + "%"
+    rows = await session.execute(
+        text(
+            "WITH RECURSIVE found(value) AS ("
+            f" (SELECT {column} FROM audit_event WHERE {column} LIKE :pattern"
+            f" ORDER BY {column} USING ~<~ LIMIT 1)"
+            " UNION ALL"
+            f" SELECT (SELECT {column} FROM audit_event WHERE {column} LIKE :pattern"
+            f" AND {column} ~>~ found.value ORDER BY {column} USING ~<~ LIMIT 1)"
+            " FROM found WHERE found.value IS NOT NULL)"
+            " SELECT value FROM found WHERE value IS NOT NULL LIMIT :limit"
+        ),
+        {"pattern": pattern, "limit": MAX_PREFIX_USERS + 1},
+    )
+    values = [str(value) for (value,) in rows.all()]
+    return values if len(values) <= MAX_PREFIX_USERS else None
+
+
+async def _user_branches(
+    session: AsyncSession, users: Sequence[str]
+) -> list[ColumnElement[bool]] | None:
+    """The user filter as one equality per (column, user): each an ordered scan of that
+    column's (col, stage_at, id) index. None when a prefix matches too many users."""
+    branches: list[ColumnElement[bool]] = []
+    for name in _USER_COLUMNS:
+        column = _EVENT[name]
+        values = [u for u in users if not u.endswith("*")]
+        for prefix in (u.rstrip("*") for u in users if u.endswith("*")):
+            found = await _prefix_users(session, name, prefix)
+            if found is None:
+                return None
+            values += found
+        branches += [column == value for value in dict.fromkeys(values)]
+    return branches
+
+
 async def timeline(
     session: AsyncSession, f: TimelineFilter
 ) -> tuple[Sequence[AuditEvent], str | None]:
-    """One page of matching events, newest first, and the cursor of the next page (or None)."""
-    stmt = select(AuditEvent).where(*_filter_conditions(f))
+    """One page of matching events, newest first, and the cursor of the next page (or None).
+    Only the listed columns are loaded (not the raw event nor the bodies)."""
+    keyset: list[ColumnElement[bool]] = []
     if f.cursor:
         after = Cursor.decode(f.cursor)
-        stmt = stmt.where(tuple_(AuditEvent.stage_at, AuditEvent.id) < (after.stage_at, after.id))
-    stmt = stmt.order_by(AuditEvent.stage_at.desc(), AuditEvent.id.desc()).limit(f.limit + 1)
-    rows = (await session.scalars(stmt)).all()
+        keyset.append(tuple_(AuditEvent.stage_at, AuditEvent.id) < (after.stage_at, after.id))
+    newest = (AuditEvent.stage_at.desc(), AuditEvent.id.desc())
+    stmt = select(AuditEvent).options(*_UNLISTED)
+    branches = await _user_branches(session, f.user) if f.user else None
+    if branches is not None:
+        # "User or impersonated user": an OR over two columns cannot follow one index in time
+        # order, so each (column, user) is its own ordered index scan with the page's LIMIT,
+        # and the page is the newest of their union.
+        others = [*_filter_conditions(f.model_copy(update={"user": []})), *keyset]
+        scans = [
+            select(AuditEvent.stage_at, AuditEvent.id)
+            .where(*others, branch)
+            .order_by(*newest)
+            .limit(f.limit + 1)
+            .subquery()
+            for branch in branches
+        ]
+        if not scans:
+            return [], None
+        keys = union(*(select(scan.c.stage_at, scan.c.id) for scan in scans)).subquery()
+        stmt = stmt.join(
+            keys, and_(AuditEvent.id == keys.c.id, AuditEvent.stage_at == keys.c.stage_at)
+        )
+    else:
+        stmt = stmt.where(*_filter_conditions(f), *keyset)
+    rows = (await session.scalars(stmt.order_by(*newest).limit(f.limit + 1))).all()
     if len(rows) <= f.limit:
         return rows, None
     last = rows[f.limit - 1]

@@ -164,9 +164,7 @@ def _sources(
         if bucket is not None:
             selected.append(bucket(c.hour).label("bucket"))
             counted.append(n.filter(c.response_code >= 400).label("bad"))
-        parts.append(
-            select(*selected, *counted).where(*where).group_by(*_positions(selected))
-        )
+        parts.append(select(*selected, *counted).where(*where).group_by(*_positions(selected)))
     for since, until in edges:
         e = AuditEvent.__table__.c
         where = [*dimension_conditions(f, e), *time_conditions(since, until)]

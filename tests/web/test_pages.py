@@ -174,7 +174,8 @@ async def test_histogram_loads_in_its_own_request_and_without_javascript(
     # The list is in the page; the histogram is fetched by htmx once it has painted.
     assert "buckets" not in spy.context
     slot = page.text.split('<div id="histogram-slot"')[1].split("</div>")[0]
-    assert 'hx-get="/histogram?' in slot and 'hx-trigger="load"' in slot
+    assert 'hx-get="/histogram?' in slot
+    assert 'hx-trigger="load"' in slot
     # Without JavaScript: a link to the histogram as a page of its own.
     link = slot.split("<noscript>")[1].split('href="')[1].split('"')[0].replace("&amp;", "&")
     alone = await web.get(link)

@@ -410,3 +410,53 @@ async def test_group_counts_are_exact_or_said_to_be_uncounted(
     assert facets["facets"]["group"] == []
     page = await client.get("/")
     assert "too many matching requests to count groups exactly" in page.text
+
+
+@pytest.mark.parametrize("max_prefix_users", [200, 1])
+async def test_user_filter_pages_match_the_plain_or(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch, max_prefix_users: int
+) -> None:
+    # Each (column, user) is its own ordered scan, merged; past MAX_PREFIX_USERS a prefix is one
+    # plain scan. Either way the pages are the newest matches, each row once.
+    monkeypatch.setattr(queries, "MAX_PREFIX_USERS", max_prefix_users)
+    rng = random.Random(3)
+    names = ["ann", "anna", "andy", "bob", "carl"]
+    events = []
+    for i in range(120):
+        extra: dict[str, Any] = {}
+        if i % 4 == 0:
+            extra["impersonatedUser"] = {"username": rng.choice(names)}
+        events.append(
+            user_event(
+                rng.choice(names),
+                ["g"],
+                stageTimestamp=f"2026-11-20T10:{i // 60:02d}:{i % 60:02d}Z",
+                **extra,
+            )
+        )
+    await ingest(client, events)
+
+    def expected(match: Any) -> list[str]:
+        hits = [
+            e for e in events
+            if match(e["user"]["username"]) or match(e.get("impersonatedUser", {}).get("username"))
+        ]  # fmt: skip
+        return [e["auditID"] for e in sorted(hits, key=lambda e: e["stageTimestamp"])][::-1]
+
+    for users, match in (
+        (["an*"], lambda u: u is not None and u.startswith("an")),
+        (["bob", "carl"], lambda u: u in ("bob", "carl")),
+        (["ann", "c*"], lambda u: u == "ann" or (u or "").startswith("c")),
+    ):
+        seen: list[str] = []
+        cursor = None
+        while True:
+            params: dict[str, Any] = {"user": users, "limit": 7}
+            if cursor:
+                params["cursor"] = cursor
+            page = (await client.get("/api/v1/events", params=params)).json()
+            seen += [item["audit_id"] for item in page["items"]]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        assert seen == expected(match), users
