@@ -25,6 +25,7 @@ from app.audit.schemas import (
     AuditEventDetail,
     EventPage,
     FacetCounts,
+    FacetSample,
     FacetValue,
     QuarantinedOut,
     QuarantinePage,
@@ -66,8 +67,10 @@ async def list_events(f: Annotated[TimelineFilter, Query()], session: SessionDep
 async def facets(f: Annotated[TimelineFilter, Query()], session: SessionDep) -> FacetCounts:
     counts = await rollups.facet_counts(session, f, now=datetime.now(UTC))
     return FacetCounts(
-        newest=counts.newest,
-        uncounted=list(counts.uncounted),
+        sampled={
+            facet: FacetSample(newest=sample.newest, matching=sample.matching)
+            for facet, sample in counts.sampled.items()
+        },
         facets={
             facet: [FacetValue(value=value, count=count) for value, count in pairs]
             for facet, pairs in counts.counts.items()

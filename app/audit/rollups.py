@@ -1,12 +1,14 @@
-"""The timeline's histogram and facet counts, exact, from the rollups where they can answer.
+"""The timeline's histogram, totals and facet counts: exact, from the rollup where it can
+answer, else from the events.
 
-event_rollup_hourly (hour x cluster x verb x code) and event_rollup_wide (hour x every filter
-dimension) hold exact stage-event and request counts, kept by triggers on audit_event in the
-ingest transaction (migration 2026-11-28-2200). A query over a time range reads the rollup for
-the whole hours inside it and audit_event for the partial hours at its edges (at most two
-hours, through the (stage_at, id) index), so counts are exact for any range. Filters no rollup
-keeps (groups, name substring) are counted from the events: exactly when there are few, else
-over the newest FACET_SAMPLE only, and the result says so.
+event_rollup_hourly (hour x cluster x verb x stage x code) holds exact stage-event and request
+counts, kept by triggers on audit_event in the ingest transaction (migration 2026-11-28-2200).
+A query over a time range reads the rollup for the whole hours inside it and audit_event for
+the partial hours at its edges (at most two hours, through the (stage_at, id) index), so counts
+are exact for any range. Filters and facets on what the rollup does not keep (namespace,
+resource, user, group, name) are counted from the events: exactly when at most FACET_SAMPLE
+match, else over the newest FACET_SAMPLE only, and the result says so and how many matched
+when that is known.
 """
 
 from __future__ import annotations
@@ -20,17 +22,15 @@ from sqlalchemy import (
     ColumnElement,
     Integer,
     Select,
-    Table,
     delete,
     func,
     literal_column,
     select,
-    text,
     union_all,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.audit.models import AuditEvent, event_rollup_hourly, event_rollup_wide
+from app.audit.models import AuditEvent, event_rollup_hourly
 from app.audit.queries import (
     dimension_conditions,
     event_only_conditions,
@@ -44,12 +44,9 @@ HOUR = timedelta(hours=1)
 # Ranges at least this long get whole-hour bars (read from the rollups); shorter ones are
 # counted from the events in finer bars.
 HOURLY_BARS_FROM = timedelta(hours=12)
-# Filters on what no rollup keeps: facets count at most this many newest matching events, and
-# say so when there were more.
+# Facets the rollup does not keep are counted from at most this many newest matching events.
 FACET_SAMPLE = 20_000
-# Groups are kept by no rollup: they are counted from the events when at most this many match.
-GROUP_COUNT_LIMIT = 20_000
-# Facet name (a TimelineFilter list field) -> the column it counts.
+# Facet name (a TimelineFilter list field) -> the audit_event column it counts.
 FACET_COLUMNS = {
     "resource": "resource",
     "namespace": "namespace",
@@ -58,7 +55,8 @@ FACET_COLUMNS = {
     "cluster": "cluster",
     "stage": "stage",
 }
-_NARROW_FILTERS = frozenset({"verb", "cluster", "status", "include_reads"})
+# Facets the rollup keeps (counted exactly from it when it keeps every other filter too).
+ROLLUP_FACETS = ("verb", "cluster", "stage")
 
 
 @dataclass(frozen=True)
@@ -72,17 +70,21 @@ class Bucket:
 
 
 @dataclass(frozen=True)
-class Facets:
-    """Per facet, its most frequent values with their counts.
+class Sampled:
+    """A facet counted over the newest `newest` matching events only; `matching`: how many
+    matched in all, when known."""
 
-    newest is None when every count is exact over all matching events; else the counts cover
-    only the newest `newest` of them (a filter no rollup keeps matched more). uncounted: facets
-    left out because counting them exactly would read too many events.
-    """
+    newest: int
+    matching: int | None
+
+
+@dataclass(frozen=True)
+class Facets:
+    """Per facet, its most frequent values with their counts: exact over every matching event,
+    except the facets in sampled."""
 
     counts: dict[str, list[tuple[str, int]]]
-    newest: int | None = None
-    uncounted: tuple[str, ...] = field(default=())
+    sampled: dict[str, Sampled] = field(default_factory=dict)
 
 
 def floor_hour(at: datetime) -> datetime:
@@ -97,18 +99,9 @@ def ceil_hour(at: datetime) -> datetime:
 
 
 def is_rollup_filter(f: TimelineFilter) -> bool:
-    """True when every filter of f is a rollup dimension (no group, no name substring)."""
-    return not f.group and not f.q
-
-
-def _rollup_for(f: TimelineFilter) -> Table:
-    """The smallest rollup that keeps every dimension f filters on."""
-    used = {
-        name
-        for name in ("resource", "namespace", "user", "stage", "verb", "cluster", "status")
-        if getattr(f, name)
-    }
-    return event_rollup_hourly if used <= _NARROW_FILTERS else event_rollup_wide
+    """True when the rollup keeps every dimension f filters on (cluster, verb, stage, status,
+    time, changes only, per request)."""
+    return not (f.resource or f.namespace or f.user or f.group or f.q)
 
 
 def _positions(selected: list[Any]) -> list[ColumnElement[Any]]:
@@ -140,7 +133,6 @@ class _Range:
 
 def _sources(
     f: TimelineFilter,
-    rollup: Table,
     span: _Range,
     columns: list[str],
     *,
@@ -152,7 +144,7 @@ def _sources(
     hours, edges = span.parts()
     parts: list[Select[Any]] = []
     if hours is not None:
-        c = rollup.c
+        c = event_rollup_hourly.c
         n = func.sum(c.requests if f.is_per_request() else c.stage_events)
         where = dimension_conditions(f, c)
         if hours[0] is not None:
@@ -184,50 +176,75 @@ def _sources(
 
 async def matching_count(session: AsyncSession, f: TimelineFilter, *, now: datetime) -> int:
     """How many events (or requests, per f) match f exactly; f must be a rollup filter."""
+    if not is_rollup_filter(f):
+        raise ValueError("the rollup does not keep every dimension this filter reads")
     span = _Range(f.effective_since(now), f.until)
-    source = _sources(f, _rollup_for(f), span, []).subquery()
+    source = _sources(f, span, []).subquery()
     return int(await session.scalar(select(func.coalesce(func.sum(source.c.n), 0))) or 0)
+
+
+def _by_others(
+    f: TimelineFilter, facets: tuple[str, ...]
+) -> list[tuple[TimelineFilter, list[str]]]:
+    # Each facet ignores its own filter; facets whose "other filters" are equal share a query.
+    groups: dict[str, tuple[TimelineFilter, list[str]]] = {}
+    for facet in facets:
+        others = f.model_copy(update={facet: [], "cursor": None})
+        groups.setdefault(others.model_dump_json(), (others, []))[1].append(facet)
+    return list(groups.values())
 
 
 async def facet_counts(
     session: AsyncSession, f: TimelineFilter, *, now: datetime, limit: int = 50
 ) -> Facets:
     """Per facet, its most frequent values among the events matching all the *other* filters
-    (so a picker shows the alternatives): exact, from the rollups when they keep every filter."""
-    if not is_rollup_filter(f):
-        return await _sampled_facets(session, f, now=now, limit=limit)
-    groups: dict[str, tuple[TimelineFilter, list[str]]] = {}
-    for facet in FACET_COLUMNS:
-        others = f.model_copy(update={facet: [], "cursor": None})
-        groups.setdefault(others.model_dump_json(), (others, []))[1].append(facet)
-    counts: dict[str, list[tuple[str, int]]] = {facet: [] for facet in FACET_COLUMNS}
-    for others, facets in groups.values():
-        names = [FACET_COLUMNS[facet] for facet in facets]
-        span = _Range(others.effective_since(now), others.until)
-        source = _sources(others, event_rollup_wide, span, names).subquery()
-        columns = [source.c[name] for name in names]
-        flags = [func.grouping(column) for column in columns]
-        stmt = select(*columns, *flags, func.sum(source.c.n)).group_by(func.grouping_sets(*columns))
-        for row in (await session.execute(stmt)).all():
-            values, grouped, n = row[: len(columns)], row[len(columns) : -1], row[-1]
-            for facet, value, flag in zip(facets, values, grouped, strict=True):
-                if flag == 0 and value is not None and n:
-                    counts[facet].append((str(value), int(n)))
-    uncounted: tuple[str, ...] = ()
-    others = f.model_copy(update={"group": [], "cursor": None})
-    if await matching_count(session, others, now=now) <= GROUP_COUNT_LIMIT:
-        counts["group"] = await _group_counts(session, others, now=now, newest=None)
-    else:
-        counts["group"] = []
-        uncounted = ("group",)
-    return Facets(_top(counts, limit), uncounted=uncounted)
-
-
-def _top(counts: dict[str, list[tuple[str, int]]], limit: int) -> dict[str, list[tuple[str, int]]]:
-    return {
+    (so a picker shows the alternatives)."""
+    counts: dict[str, list[tuple[str, int]]] = {facet: [] for facet in (*FACET_COLUMNS, "group")}
+    sampled: dict[str, Sampled] = {}
+    from_events: list[str] = []
+    for others, facets in _by_others(f, (*FACET_COLUMNS, "group")):
+        rollup_facets = [x for x in facets if x in ROLLUP_FACETS]
+        if rollup_facets and is_rollup_filter(others):
+            counts.update(await _rollup_facets(session, others, rollup_facets, now=now))
+            facets = [x for x in facets if x not in rollup_facets]
+        if facets:
+            from_events += facets
+    for others, facets in _by_others(f, tuple(from_events)):
+        matching = (
+            await matching_count(session, others, now=now) if is_rollup_filter(others) else None
+        )
+        found, complete = await _event_facets(
+            session,
+            others,
+            facets,
+            now=now,
+            everything=matching is not None and matching <= FACET_SAMPLE,
+        )
+        counts.update(found)
+        if not complete:
+            sampled.update({facet: Sampled(FACET_SAMPLE, matching) for facet in facets})
+    top = {
         facet: sorted(pairs, key=lambda pair: (-pair[1], pair[0]))[:limit]
         for facet, pairs in counts.items()
     }
+    return Facets(top, sampled)
+
+
+async def _rollup_facets(
+    session: AsyncSession, f: TimelineFilter, facets: list[str], *, now: datetime
+) -> dict[str, list[tuple[str, int]]]:
+    names = [FACET_COLUMNS[facet] for facet in facets]
+    source = _sources(f, _Range(f.effective_since(now), f.until), names).subquery()
+    columns = [source.c[name] for name in names]
+    flags = [func.grouping(column) for column in columns]
+    stmt = select(*columns, *flags, func.sum(source.c.n)).group_by(func.grouping_sets(*columns))
+    counts: dict[str, list[tuple[str, int]]] = {facet: [] for facet in facets}
+    for row in (await session.execute(stmt)).all():
+        values, grouped, n = row[: len(columns)], row[len(columns) : -1], row[-1]
+        for facet, value, flag in zip(facets, values, grouped, strict=True):
+            if flag == 0 and value is not None and n:
+                counts[facet].append((str(value), int(n)))
+    return counts
 
 
 def _event_conditions(f: TimelineFilter, *, now: datetime) -> list[ColumnElement[bool]]:
@@ -241,51 +258,39 @@ def _event_conditions(f: TimelineFilter, *, now: datetime) -> list[ColumnElement
     return conditions
 
 
-async def _sampled_facets(
-    session: AsyncSession, f: TimelineFilter, *, now: datetime, limit: int
-) -> Facets:
-    # A filter no rollup keeps: count from the newest FACET_SAMPLE + 1 matching events; when
-    # that many exist, the counts cover only the newest FACET_SAMPLE, and the result says so.
-    counts: dict[str, list[tuple[str, int]]] = {facet: [] for facet in FACET_COLUMNS}
-    complete = True
-    groups: dict[str, tuple[TimelineFilter, list[str]]] = {}
-    for facet in FACET_COLUMNS:
-        others = f.model_copy(update={facet: [], "cursor": None})
-        groups.setdefault(others.model_dump_json(), (others, []))[1].append(facet)
-    for others, facets in groups.values():
-        recent = (
-            select(*(AuditEvent.__table__.c[FACET_COLUMNS[facet]].label(facet) for facet in facets))
-            .where(*_event_conditions(others, now=now))
-            .order_by(AuditEvent.stage_at.desc(), AuditEvent.id.desc())
-            .limit(FACET_SAMPLE + 1)
-            .subquery()
-        )
-        rows = (await session.execute(select(recent))).all()
-        complete = complete and len(rows) <= FACET_SAMPLE
-        for position, facet in enumerate(facets):
-            tally: dict[str, int] = {}
-            for row in rows[:FACET_SAMPLE]:
-                value = row[position]
-                if value is not None:
-                    tally[str(value)] = tally.get(str(value), 0) + 1
-            counts[facet] = list(tally.items())
-    others = f.model_copy(update={"group": [], "cursor": None})
-    counts["group"] = await _group_counts(session, others, now=now, newest=FACET_SAMPLE)
-    return Facets(_top(counts, limit), newest=None if complete else FACET_SAMPLE)
-
-
-async def _group_counts(
-    session: AsyncSession, f: TimelineFilter, *, now: datetime, newest: int | None
-) -> list[tuple[str, int]]:
-    # Groups are arrays, kept by no rollup: counted from the matching events' rows.
-    stmt = select(AuditEvent.user_groups.label("groups")).where(*_event_conditions(f, now=now))
-    if newest is not None:
-        stmt = stmt.order_by(AuditEvent.stage_at.desc(), AuditEvent.id.desc()).limit(newest)
-    recent = stmt.subquery()
-    group = func.unnest(recent.c.groups).table_valued("value").render_derived()
-    counted = select(group.c.value, func.count()).select_from(recent).join(group, text("true"))
-    rows = (await session.execute(counted.group_by(group.c.value))).all()
-    return [(str(value), int(n)) for value, n in rows if value is not None]
+async def _event_facets(
+    session: AsyncSession,
+    f: TimelineFilter,
+    facets: list[str],
+    *,
+    now: datetime,
+    everything: bool,
+) -> tuple[dict[str, list[tuple[str, int]]], bool]:
+    """Counts of facets over the events matching f: all of them when everything (known to be
+    at most FACET_SAMPLE), else the newest FACET_SAMPLE + 1 are read and the counts are
+    complete only when that many did not match. Returns (counts, complete)."""
+    e = AuditEvent.__table__.c
+    plain = [x for x in facets if x != "group"]
+    selected = [e[FACET_COLUMNS[x]].label(x) for x in plain]
+    if "group" in facets:
+        selected.append(e.user_groups.label("group"))
+    stmt = select(*selected).where(*_event_conditions(f, now=now))
+    if not everything:
+        stmt = stmt.order_by(e.stage_at.desc(), e.id.desc()).limit(FACET_SAMPLE + 1)
+    rows = (await session.execute(stmt)).all()
+    complete = everything or len(rows) <= FACET_SAMPLE
+    tallies: dict[str, dict[str, int]] = {facet: {} for facet in facets}
+    for row in rows[:FACET_SAMPLE] if not everything else rows:
+        for position, facet in enumerate(plain):
+            value = row[position]
+            if value is not None:
+                tally = tallies[facet]
+                tally[str(value)] = tally.get(str(value), 0) + 1
+        if "group" in facets:
+            tally = tallies["group"]
+            for group in row[-1] or ():
+                tally[group] = tally.get(group, 0) + 1
+    return {facet: list(tally.items()) for facet, tally in tallies.items()}, complete
 
 
 async def histogram(
@@ -296,7 +301,7 @@ async def histogram(
     f = f.model_copy(update={"cursor": None})
     start = f.effective_since(now)
     end = f.until or (now if f.window else None)
-    rollup = _rollup_for(f) if is_rollup_filter(f) else None
+    rollup = is_rollup_filter(f)
     if start is None or end is None:
         first, last = await _span(session, f, rollup, start=start, end=end, now=now)
         if first is None or last is None:
@@ -305,7 +310,7 @@ async def histogram(
         end = end or last
     if end <= start:
         return []
-    if rollup is None or end - start < HOURLY_BARS_FROM:
+    if not rollup or end - start < HOURLY_BARS_FROM:
         return await _event_histogram(session, f, start=start, end=end, bars=bars)
     origin = floor_hour(start)
     hours = -(-(end - origin) // HOUR)
@@ -315,11 +320,13 @@ async def histogram(
     def bucket(column: Any) -> ColumnElement[int]:
         return func.floor(func.extract("epoch", column - origin) / seconds).cast(Integer)
 
-    source = _sources(f, rollup, _Range(start, end), [], bucket=bucket).subquery()
+    source = _sources(f, _Range(start, end), [], bucket=bucket).subquery()
     stmt = select(source.c.bucket, func.sum(source.c.n), func.sum(source.c.bad)).group_by(
         source.c.bucket
     )
-    counts = {int(b): (int(n), int(bad)) for b, n, bad in (await session.execute(stmt)).all()}
+    counts = {
+        int(b): (int(n or 0), int(bad or 0)) for b, n, bad in (await session.execute(stmt)).all()
+    }
     total_bars = -(-(end - origin) // width)
     return [
         Bucket(
@@ -335,7 +342,7 @@ async def histogram(
 async def _span(
     session: AsyncSession,
     f: TimelineFilter,
-    rollup: Table | None,
+    rollup: bool,
     *,
     start: datetime | None,
     end: datetime | None,
@@ -343,7 +350,7 @@ async def _span(
 ) -> tuple[datetime | None, datetime | None]:
     """The first and last+1 instants of the matching data: whole hours from a rollup, else the
     events' own times."""
-    if rollup is None:
+    if not rollup:
         first, last = (
             await session.execute(
                 select(func.min(AuditEvent.stage_at), func.max(AuditEvent.stage_at)).where(
@@ -352,7 +359,7 @@ async def _span(
             )
         ).one()
         return first, (last + timedelta(seconds=1)) if last is not None else None
-    c = rollup.c
+    c = event_rollup_hourly.c
     n = c.requests if f.is_per_request() else c.stage_events
     where = [*dimension_conditions(f, c), n > 0]
     if start is not None:
@@ -403,6 +410,5 @@ async def delete_rollups_before(session: AsyncSession, *, cutoff: datetime) -> N
     before cutoff are gone (dropping a partition fires no trigger)."""
     if cutoff != floor_hour(cutoff):
         raise ValueError(f"cutoff {cutoff.isoformat()} is not at the start of an hour")
-    for rollup in (event_rollup_hourly, event_rollup_wide):
-        await session.execute(delete(rollup).where(rollup.c.hour < cutoff))
+    await session.execute(delete(event_rollup_hourly).where(event_rollup_hourly.c.hour < cutoff))
     logger.info("rollups.deleted", extra={"cutoff": cutoff.isoformat()})

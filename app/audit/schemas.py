@@ -358,15 +358,19 @@ class FacetValue(BaseModel):
     count: int
 
 
+class FacetSample(BaseModel):
+    newest: int = Field(description="The counts cover only this many newest matching events")
+    matching: int | None = Field(description="How many events matched in all (null: unknown)")
+
+
 class FacetCounts(BaseModel):
     """Per facet, its most frequent values among the events matching all the *other* filters
-    (so a picker shows the alternatives). Counts are exact over every matching event unless
-    `newest` is set (a `group` or `q` filter matched more than that many events: the counts
-    cover the newest `newest` only); facets in `uncounted` were not counted (too many matching
-    events to count groups exactly)."""
+    (so a picker shows the alternatives). Counts are exact over every matching event, except
+    for the facets listed in `sampled`: there more events matched than are counted row by row
+    (namespace, resource, user and group are kept by no rollup), and the counts cover the
+    newest `newest` only."""
 
-    newest: int | None
-    uncounted: list[str]
+    sampled: dict[str, FacetSample]
     facets: dict[str, list[FacetValue]]
 
 

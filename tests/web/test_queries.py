@@ -41,25 +41,32 @@ async def rows_of(session: AsyncSession) -> list[AuditEvent]:
     return list((await session.scalars(stmt)).all())
 
 
-async def test_facet_counts_are_exact_and_say_when_a_filter_forces_a_newest_sample(
+async def test_facet_counts_are_exact_or_say_they_cover_the_newest_only(
     client: httpx.AsyncClient, app: FastAPI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ref = {"resource": "pods", "name": "settings"}
     old = [event(i, objectRef={**ref, "namespace": "old"}) for i in range(5)]
     new = [event(10 + i, objectRef={**ref, "namespace": "new"}) for i in range(3)]
     await post_events(client, [*old, *new])
-    monkeypatch.setattr(rollups, "FACET_SAMPLE", 4)
     now = datetime.now(UTC)
     async with app.state.sessionmaker() as session:
         exact = await rollups.facet_counts(session, TimelineFilter(), now=now)
-        # A name substring is kept by no rollup: counted from the newest events, and said so.
-        sampled = await rollups.facet_counts(session, TimelineFilter(q="settings"), now=now)
+        monkeypatch.setattr(rollups, "FACET_SAMPLE", 4)
+        sampled = await rollups.facet_counts(session, TimelineFilter(), now=now)
+        # A name substring: how many match is not known in advance.
+        named = await rollups.facet_counts(session, TimelineFilter(q="settings"), now=now)
         few = await rollups.facet_counts(session, TimelineFilter(q="nothing"), now=now)
     assert exact.counts["namespace"] == [("old", 5), ("new", 3)]
-    assert exact.newest is None
+    assert exact.sampled == {}
+    # Namespaces are counted row by row: over the newest 4 of the 8, and said so.
     assert sampled.counts["namespace"] == [("new", 3), ("old", 1)]
-    assert sampled.newest == 4
-    assert few.newest is None
+    assert sampled.sampled["namespace"] == rollups.Sampled(newest=4, matching=8)
+    # Verbs are kept by the rollup: exact however many match.
+    assert sampled.counts["verb"] == [("update", 8)]
+    assert "verb" not in sampled.sampled
+    assert named.sampled["verb"] == rollups.Sampled(newest=4, matching=None)
+    assert named.counts["namespace"] == [("new", 3), ("old", 1)]
+    assert few.sampled == {}
 
 
 async def test_facet_counts_ignore_their_own_filter(

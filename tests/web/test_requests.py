@@ -386,10 +386,10 @@ async def test_api_takes_typed_times_as_utc_and_counts_new_facets(
     facets = (await client.get("/api/v1/events/facets", params={"per": "request"})).json()
     assert facets["facets"]["stage"] == [{"value": "ResponseComplete", "count": 5}]
     assert facets["facets"]["group"] == [{"value": "system:authenticated", "count": 5}]
-    assert (facets["newest"], facets["uncounted"]) == (None, [])
+    assert facets["sampled"] == {}
 
 
-async def test_group_counts_are_exact_or_said_to_be_uncounted(
+async def test_group_counts_are_exact_or_say_they_cover_the_newest_only(
     client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     old = [user_event(f"old-{i}", ["old-team"]) for i in range(3)]
@@ -398,18 +398,21 @@ async def test_group_counts_are_exact_or_said_to_be_uncounted(
         event["stageTimestamp"] = f"2026-11-20T10:00:0{i}Z"
     await ingest(client, [*old, *new])
     facets = (await client.get("/api/v1/events/facets")).json()
-    assert facets["uncounted"] == []
+    assert facets["sampled"] == {}
     assert facets["facets"]["group"] == [
         {"value": "old-team", "count": 3},
         {"value": "new-team", "count": 2},
     ]
-    # More matching events than are counted from the rows: no guess, the facet says so.
-    monkeypatch.setattr(rollups, "GROUP_COUNT_LIMIT", 4)
+    # More matching events than are counted row by row: the newest only, and said so.
+    monkeypatch.setattr(rollups, "FACET_SAMPLE", 3)
     facets = (await client.get("/api/v1/events/facets")).json()
-    assert facets["uncounted"] == ["group"]
-    assert facets["facets"]["group"] == []
-    page = await client.get("/")
-    assert "too many matching requests to count groups exactly" in page.text
+    assert facets["sampled"]["group"] == {"newest": 3, "matching": 5}
+    assert facets["facets"]["group"] == [
+        {"value": "new-team", "count": 2},
+        {"value": "old-team", "count": 1},
+    ]
+    page = await client.get("/", params={"per": "stage"})
+    assert "Counts over the newest 3 of 5 matching stage-events only." in page.text
 
 
 @pytest.mark.parametrize("max_prefix_users", [200, 1])
