@@ -26,6 +26,7 @@ from sqlalchemy import (
     func,
     literal_column,
     select,
+    text,
     union_all,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -44,8 +45,10 @@ HOUR = timedelta(hours=1)
 # Ranges at least this long get whole-hour bars (read from the rollups); shorter ones are
 # counted from the events in finer bars.
 HOURLY_BARS_FROM = timedelta(hours=12)
-# Facets the rollup does not keep are counted from at most this many newest matching events.
+# Facets the rollup does not keep are counted from at most this many newest matching events
+# (read from the covering indexes alone), groups from fewer (each costs a row visit).
 FACET_SAMPLE = 20_000
+GROUP_FACET_SAMPLE = 2_000
 # Facet name (a TimelineFilter list field) -> the audit_event column it counts.
 FACET_COLUMNS = {
     "resource": "resource",
@@ -213,16 +216,9 @@ async def facet_counts(
         matching = (
             await matching_count(session, others, now=now) if is_rollup_filter(others) else None
         )
-        found, complete = await _event_facets(
-            session,
-            others,
-            facets,
-            now=now,
-            everything=matching is not None and matching <= FACET_SAMPLE,
-        )
+        found, partial = await _event_facets(session, others, facets, now=now, matching=matching)
         counts.update(found)
-        if not complete:
-            sampled.update({facet: Sampled(FACET_SAMPLE, matching) for facet in facets})
+        sampled.update(partial)
     top = {
         facet: sorted(pairs, key=lambda pair: (-pair[1], pair[0]))[:limit]
         for facet, pairs in counts.items()
@@ -264,33 +260,66 @@ async def _event_facets(
     facets: list[str],
     *,
     now: datetime,
-    everything: bool,
-) -> tuple[dict[str, list[tuple[str, int]]], bool]:
-    """Counts of facets over the events matching f: all of them when everything (known to be
-    at most FACET_SAMPLE), else the newest FACET_SAMPLE + 1 are read and the counts are
-    complete only when that many did not match. Returns (counts, complete)."""
+    matching: int | None,
+) -> tuple[dict[str, list[tuple[str, int]]], dict[str, Sampled]]:
+    """Counts of facets over the events matching f (matching: how many, when known): over all
+    of them when at most the facet's sample size, else over the newest sample size only."""
     e = AuditEvent.__table__.c
+    conditions = _event_conditions(f, now=now)
+    newest = (e.stage_at.desc(), e.id.desc())
+    counts: dict[str, list[tuple[str, int]]] = {}
+    sampled: dict[str, Sampled] = {}
     plain = [x for x in facets if x != "group"]
-    selected = [e[FACET_COLUMNS[x]].label(x) for x in plain]
+    if plain:
+        # Read from the covering indexes alone (no row is visited).
+        recent = (
+            select(*(e[FACET_COLUMNS[x]].label(x) for x in plain))
+            .where(*conditions)
+            .order_by(*newest)
+            .limit(FACET_SAMPLE)
+            .subquery()
+        )
+        columns = [recent.c[x] for x in plain]
+        flags = [func.grouping(column) for column in columns]
+        stmt = select(*columns, *flags, func.count()).group_by(func.grouping_sets(*columns))
+        counts.update({x: [] for x in plain})
+        for row in (await session.execute(stmt)).all():
+            values, grouped, n = row[: len(columns)], row[len(columns) : -1], row[-1]
+            for facet, value, flag in zip(plain, values, grouped, strict=True):
+                if flag == 0 and value is not None:
+                    counts[facet].append((str(value), int(n)))
+        if await _more_than(session, conditions, FACET_SAMPLE, known=matching):
+            sampled.update({x: Sampled(FACET_SAMPLE, matching) for x in plain})
     if "group" in facets:
-        selected.append(e.user_groups.label("group"))
-    stmt = select(*selected).where(*_event_conditions(f, now=now))
-    if not everything:
-        stmt = stmt.order_by(e.stage_at.desc(), e.id.desc()).limit(FACET_SAMPLE + 1)
-    rows = (await session.execute(stmt)).all()
-    complete = everything or len(rows) <= FACET_SAMPLE
-    tallies: dict[str, dict[str, int]] = {facet: {} for facet in facets}
-    for row in rows[:FACET_SAMPLE] if not everything else rows:
-        for position, facet in enumerate(plain):
-            value = row[position]
-            if value is not None:
-                tally = tallies[facet]
-                tally[str(value)] = tally.get(str(value), 0) + 1
-        if "group" in facets:
-            tally = tallies["group"]
-            for group in row[-1] or ():
-                tally[group] = tally.get(group, 0) + 1
-    return {facet: list(tally.items()) for facet, tally in tallies.items()}, complete
+        # Groups are arrays outside the covering indexes: each costs a row visit, so they are
+        # counted over fewer newest events.
+        recent = (
+            select(e.user_groups.label("groups"))
+            .where(*conditions)
+            .order_by(*newest)
+            .limit(GROUP_FACET_SAMPLE)
+            .subquery()
+        )
+        group = func.unnest(recent.c.groups).table_valued("value").render_derived()
+        stmt = select(group.c.value, func.count()).select_from(recent).join(group, text("true"))
+        rows = (await session.execute(stmt.group_by(group.c.value))).all()
+        counts["group"] = [(str(row[0]), int(row[1])) for row in rows if row[0] is not None]
+        if await _more_than(session, conditions, GROUP_FACET_SAMPLE, known=matching):
+            sampled["group"] = Sampled(GROUP_FACET_SAMPLE, matching)
+    return counts, sampled
+
+
+async def _more_than(
+    session: AsyncSession, conditions: list[ColumnElement[bool]], n: int, *, known: int | None
+) -> bool:
+    """True when more than n events match conditions (known: the count, when known)."""
+    if known is not None:
+        return known > n
+    e = AuditEvent.__table__.c
+    beyond = (
+        select(e.id).where(*conditions).order_by(e.stage_at.desc(), e.id.desc()).offset(n).limit(1)
+    )
+    return (await session.scalar(beyond)) is not None
 
 
 async def histogram(

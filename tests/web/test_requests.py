@@ -404,7 +404,7 @@ async def test_group_counts_are_exact_or_say_they_cover_the_newest_only(
         {"value": "new-team", "count": 2},
     ]
     # More matching events than are counted row by row: the newest only, and said so.
-    monkeypatch.setattr(rollups, "FACET_SAMPLE", 3)
+    monkeypatch.setattr(rollups, "GROUP_FACET_SAMPLE", 3)
     facets = (await client.get("/api/v1/events/facets")).json()
     assert facets["sampled"]["group"] == {"newest": 3, "matching": 5}
     assert facets["facets"]["group"] == [
