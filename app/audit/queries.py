@@ -342,6 +342,11 @@ def time_conditions(since: datetime | None, until: datetime | None) -> list[Colu
     return conditions
 
 
+def export_conditions(f: TimelineFilter) -> list[ColumnElement[bool]]:
+    """Every condition of f on audit_event (its cursor ignored): what an export selects."""
+    return _filter_conditions(f.model_copy(update={"cursor": None}))
+
+
 def _filter_conditions(f: TimelineFilter) -> list[ColumnElement[bool]]:
     conditions = [*dimension_conditions(f, _EVENT), *event_only_conditions(f)]
     if f.is_per_request():
@@ -695,7 +700,7 @@ async def stream_export_rows(
     columns = [getattr(AuditEvent, field).label(field) for field in EXPORT_FIELDS]
     stmt = (
         select(*columns)
-        .where(*_filter_conditions(f.model_copy(update={"cursor": None})))
+        .where(*export_conditions(f))
         .order_by(AuditEvent.stage_at.desc(), AuditEvent.id.desc())
         .execution_options(yield_per=batch_size)
     )
