@@ -109,7 +109,7 @@ async def _export_response(
     fmt: export_sql.ExportFormat = "csv" if extension == "csv" else "ndjson"
     session = sessionmaker()
     # PostgreSQL renders the finished lines (export_sql: byte-identical to export.py's).
-    chunks = export_sql.stream_export_lines(session, f, fmt=fmt, base_url=base_url)
+    chunks = export_sql.stream_export(session, f, fmt=fmt, base_url=base_url)
     try:
         # The first batch is fetched before answering, so a database error is still a 503.
         first = await anext(chunks, None)
@@ -123,7 +123,7 @@ async def _export_response(
         await chunks.aclose()
         await session.close()
 
-    async def body() -> AsyncIterator[str]:
+    async def body() -> AsyncIterator[str | bytes]:
         try:
             if extension == "csv":
                 yield csv_header()

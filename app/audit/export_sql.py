@@ -1,10 +1,16 @@
-"""Exports rendered by PostgreSQL: each matching event as its finished CSV or NDJSON line.
+"""Exports written by PostgreSQL: COPY (SELECT ...) TO STDOUT of the matching events.
 
 The SQL twins of app/audit/export.py's csv_row and ndjson_row, byte for byte (same columns,
 quoting, formula neutralisation and JSON escaping; tests/web/test_export_sql.py compares them
-on hostile values). The database builds the lines next to the data and Python only joins
-them: about ten times the rate of rendering rows in Python, in flat memory (a server-side
-cursor, a batch at a time).
+on hostile values):
+- CSV: the cells are computed in SQL (lists joined with ';', formulas neutralised, times as
+  datetime.isoformat() with Z) and COPY's CSV format quotes them as csv.writer does (a cell
+  with , " CR or LF is quoted, quotes doubled; empty cells are NULL, so never quoted). COPY ends
+  each row with LF, one protocol message per row: it becomes CRLF here.
+- NDJSON: each line is built in SQL (to_json escapes strings as json.dumps with
+  ensure_ascii=False) and copied as text, whose only escape here is a doubled backslash.
+Python only passes the bytes on: several times the rate of rendering rows in Python, in flat
+memory (COPY streams; a chunk of rows at a time is joined).
 """
 
 from __future__ import annotations
@@ -12,28 +18,21 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator
 from typing import Any, Literal
 
-from sqlalchemy import (
-    ColumnElement,
-    String,
-    case,
-    cast,
-    func,
-    literal,
-    literal_column,
-    or_,
-    select,
-)
+from sqlalchemy import ColumnElement, String, cast, func, literal, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit.export import EXPORT_COLUMNS, FORMULA_PREFIXES, LIST_SEPARATOR
 from app.audit.models import AuditEvent
-from app.audit.queries import export_conditions
+from app.audit.queries import driver_connection, export_conditions
 from app.audit.schemas import TimelineFilter
 
 ExportFormat = Literal["csv", "ndjson"]
 _COLUMNS = AuditEvent.__table__.c
-_CR, _LF = "\r", "\n"
+# export.neutralise_formula as a regular expression: a leading = + - @ TAB CR or LF gets a quote.
+_FORMULA = "^([" + "".join("\\" + c if c in "-\\]^" else c for c in FORMULA_PREFIXES) + "])"
+# Rows joined into one chunk of the response.
+_CHUNK_ROWS = 2000
 
 
 def _text(expression: Any) -> ColumnElement[str]:
@@ -43,95 +42,86 @@ def _text(expression: Any) -> ColumnElement[str]:
 def _time(column: Any) -> ColumnElement[str]:
     # datetime.isoformat() in UTC with "Z": microseconds only when there are any.
     utc = func.timezone("UTC", column)
-    micros = func.extract("microseconds", utc) % 1_000_000
-    return (
-        func.to_char(utc, 'YYYY-MM-DD"T"HH24:MI:SS', type_=String)
-        + case((micros != 0, "." + func.to_char(utc, "US", type_=String)), else_="")
-        + "Z"
-    )
+    iso = func.to_char(utc, 'YYYY-MM-DD"T"HH24:MI:SS.US', type_=String)
+    return func.regexp_replace(iso, r"\.000000$", "", type_=String) + "Z"
 
 
-def _values(base_url: str, *, as_text: bool) -> dict[str, ColumnElement[Any]]:
-    """Each export field as SQL: the column (as text when as_text; lists stay text[]), the
-    event URL for id, the ISO time for stage_at."""
-    url = base_url.rstrip("/") + "/changes/"
-    values: dict[str, ColumnElement[Any]] = {}
+def _url(column: Any, base_url: str) -> ColumnElement[str]:
+    return literal(base_url.rstrip("/") + "/changes/", String) + _text(column)
+
+
+def _csv_cells(base_url: str) -> list[ColumnElement[Any]]:
+    """export.csv_cell of each export field, NULL for an empty cell."""
+    cells: list[ColumnElement[Any]] = []
     for _, field in EXPORT_COLUMNS:
         column = _COLUMNS[field]
         if field == "id":
-            values[field] = literal(url) + _text(column)
+            value = _url(column, base_url)
         elif field == "stage_at":
-            values[field] = _time(column)
-        elif as_text and not isinstance(column.type, ARRAY):
-            values[field] = _text(column)
+            value = _time(column)
+        elif isinstance(column.type, ARRAY):
+            value = func.array_to_string(column, LIST_SEPARATOR, type_=String)
         else:
-            values[field] = column
-    return values
+            value = _text(column)
+        neutral = func.regexp_replace(value, _FORMULA, "'\\1", type_=String)
+        cells.append(func.nullif(neutral, "", type_=String).label(field))
+    return cells
 
 
-def _csv_cell(value: ColumnElement[Any], *, is_list: bool) -> ColumnElement[str]:
-    # export.csv_cell: NULL is empty, lists joined with ';', formulas neutralised; then
-    # csv.writer's minimal quoting (a cell with , " CR or LF is quoted, quotes doubled).
-    text = func.array_to_string(value, LIST_SEPARATOR, type_=String) if is_list else value
-    text = func.coalesce(text, "", type_=String)
-    neutral = case(
-        (func.left(text, 1).in_(FORMULA_PREFIXES), "'" + text),
-        else_=text,
-    )
-    needs_quotes = or_(*(func.strpos(neutral, c) > 0 for c in (",", '"', _CR, _LF)))
-    return case(
-        (needs_quotes, '"' + func.replace(neutral, '"', '""', type_=String) + '"'),
-        else_=neutral,
-    )
-
-
-def _json_value(value: ColumnElement[Any], *, is_list: bool) -> ColumnElement[str]:
-    # json.dumps(..., ensure_ascii=False): strings escaped as PostgreSQL's to_json escapes
-    # them; lists as ["a", "b"]; None as null.
-    if not is_list:
-        return func.coalesce(_text(func.to_json(value)), "null", type_=String)
-    # Each element as JSON text, in order (value is a column of audit_event, unaliased).
-    items: ColumnElement[Any] = literal_column(
-        f"ARRAY(SELECT to_json(item)::text FROM unnest(audit_event.{value.name}) AS item)"
-    )
-    return case(
-        (value.is_(None), "null"),
-        else_="[" + func.array_to_string(items, ", ", type_=String) + "]",
-    )
-
-
-def export_line(fmt: ExportFormat, *, base_url: str) -> ColumnElement[str]:
-    """One finished line per event: RFC 4180 CSV with CRLF, or a JSON object and LF."""
-    values = _values(base_url, as_text=fmt == "csv")
-    lists = {field for field, value in values.items() if isinstance(value.type, ARRAY)}
-    if fmt == "csv":
-        cells = [_csv_cell(values[f], is_list=f in lists) for _, f in EXPORT_COLUMNS]
-        return func.concat_ws(",", *cells, type_=String) + (_CR + _LF)
-    parts: list[Any] = ["{"]
+def _ndjson_line(base_url: str) -> ColumnElement[str]:
+    """json.dumps(export_record(row), ensure_ascii=False): keys in column order, ", " and ": "
+    separators, None as null."""
+    parts: list[Any] = []
     for i, (header, field) in enumerate(EXPORT_COLUMNS):
+        column = _COLUMNS[field]
+        if field == "id":
+            value = _text(func.to_json(_url(column, base_url)))
+        elif field == "stage_at":
+            value = _text(func.to_json(_time(column)))
+        elif isinstance(column.type, ARRAY):
+            # ["a","b"] -> ["a", "b"]: inside a JSON string a quote is escaped, so an
+            # unescaped "," only ever separates two elements.
+            value = func.replace(_text(func.array_to_json(column)), '","', '", "', type_=String)
+        else:
+            value = _text(func.to_json(column))
         parts += [
             f'"{header}": ' if i == 0 else f', "{header}": ',
-            _json_value(values[field], is_list=field in lists),
+            func.coalesce(value, "null", type_=String),
         ]
-    return func.concat(*parts, "}" + _LF, type_=String)
+    return func.concat("{", *parts, "}", type_=String).label("line")
 
 
-async def stream_export_lines(
-    session: AsyncSession,
-    f: TimelineFilter,
-    *,
-    fmt: ExportFormat,
-    base_url: str,
-    batch_size: int = 5000,
-) -> AsyncGenerator[str]:
-    """Every matching event's export line, newest first, a batch joined into one string at a
-    time, through a server-side cursor."""
+async def stream_export(
+    session: AsyncSession, f: TimelineFilter, *, fmt: ExportFormat, base_url: str
+) -> AsyncGenerator[bytes]:
+    """Every matching event's export line (UTF-8), newest first, a chunk of rows at a time."""
+    columns = _csv_cells(base_url) if fmt == "csv" else [_ndjson_line(base_url)]
     stmt = (
-        select(export_line(fmt, base_url=base_url))
+        select(*columns)
         .where(*export_conditions(f))
         .order_by(AuditEvent.stage_at.desc(), AuditEvent.id.desc())
-        .execution_options(yield_per=batch_size)
     )
-    result = await session.stream(stmt)
-    async for partition in result.partitions():
-        yield "".join(row[0] for row in partition)
+    compiled = stmt.compile(
+        dialect=session.get_bind().dialect, compile_kwargs={"render_postcompile": True}
+    )
+    options = "FORMAT csv" if fmt == "csv" else "FORMAT text"
+    raw = await driver_connection(session)
+    async with raw.cursor() as cursor:
+        copy_sql = f"COPY ({compiled.string}) TO STDOUT ({options}, ENCODING 'UTF8')"
+        async with cursor.copy(copy_sql, compiled.params) as copy:
+            chunk: list[bytes] = []
+            async for data in copy:
+                chunk.append(bytes(data))
+                if len(chunk) >= _CHUNK_ROWS:
+                    yield _finish(chunk, fmt)
+                    chunk = []
+            if chunk:
+                yield _finish(chunk, fmt)
+
+
+def _finish(rows: list[bytes], fmt: ExportFormat) -> bytes:
+    if fmt == "csv":
+        # One COPY message per row, each ending in LF: csv.writer ends rows with CRLF.
+        return b"".join(row[:-1] + b"\r\n" for row in rows)
+    # COPY text escapes only backslashes in these lines (to_json escaped control characters).
+    return b"".join(rows).replace(b"\\\\", b"\\")

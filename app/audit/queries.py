@@ -69,7 +69,8 @@ def _copy_value(column: str, value: Any) -> Any:
 _COPY_ROWS_PER_YIELD = 500
 
 
-async def _driver_connection(session: AsyncSession) -> Any:
+async def driver_connection(session: AsyncSession) -> Any:
+    """The psycopg connection under the session's (for COPY)."""
     connection = await session.connection()
     raw = (await connection.get_raw_connection()).driver_connection
     assert raw is not None  # an open pool connection always has its driver connection
@@ -105,7 +106,7 @@ async def insert_events(
     # rate of a multi-row INSERT (bench/ingest_throughput.py). Inserting in key order means
     # concurrent overlapping batches take their unique-index locks in the same order, so
     # they cannot deadlock; within a key, the ordinal makes the first occurrence win.
-    raw = await _driver_connection(session)
+    raw = await driver_connection(session)
     async with raw.cursor() as cursor:
         await _copy_to_staging(
             cursor,
@@ -171,7 +172,7 @@ async def insert_quarantined(
         return 0
     # COPY into a staging table, then one INSERT ... SELECT in arrival order: the first copy of
     # repeated bytes wins, and nothing is compiled per row on the event loop.
-    raw = await _driver_connection(session)
+    raw = await driver_connection(session)
     async with raw.cursor() as cursor:
         await _copy_to_staging(
             cursor,

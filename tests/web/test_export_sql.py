@@ -100,10 +100,8 @@ async def test_sql_rendered_lines_equal_the_python_renderers(
         for fmt, render in (("csv", csv_row), ("ndjson", ndjson_row)):
             expected = "".join(render(row, base_url=base_url) for row in rows)
             async with app.state.sessionmaker() as session:
-                lines = export_sql.stream_export_lines(
-                    session, f, fmt=fmt, base_url=base_url, batch_size=7
-                )
-                got = "".join([chunk async for chunk in lines])
+                lines = export_sql.stream_export(session, f, fmt=fmt, base_url=base_url)
+                got = b"".join([chunk async for chunk in lines]).decode()
             for a, b in zip(got.splitlines(True), expected.splitlines(True), strict=False):
                 assert a == b, (fmt, base_url)
             assert got.encode() == expected.encode(), (fmt, base_url)
@@ -122,3 +120,40 @@ async def test_export_endpoints_stream_the_sql_lines(client: httpx.AsyncClient) 
     ndjson = (await client.get("/api/v1/events/export.ndjson")).text
     assert ndjson.count("\n") == 1
     assert '"groups": ["a,b", "-c"]' in ndjson
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"namespace": ["a'b", "c\\d"], "user": ["x%_*"]},
+        {"group": ["g'1"], "since": "2026-11-20T10:00:01Z", "q": "%'\\"},
+        {"resource": ["pods/*", "leases.coordination.k8s.io"], "status": "4xx", "per": "request"},
+    ],
+)
+async def test_filtered_exports_select_what_the_api_lists(
+    client: httpx.AsyncClient, params: dict[str, Any]
+) -> None:
+    # Filter values (quotes, backslashes, LIKE wildcards) reach COPY as bound parameters.
+    events = [
+        audit_event(
+            user={"username": user, "groups": [group]},
+            objectRef={"resource": resource, "namespace": namespace, "name": name},
+            responseStatus={"metadata": {}, "code": code},
+            stageTimestamp=f"2026-11-20T10:00:0{i % 10}Z",
+        )
+        for i, (user, group, resource, namespace, name, code) in enumerate(
+            itertools.product(
+                ["x%_1", "y"], ["g'1", "g"], ["pods", "leases"], ["a'b", "c\\d"],
+                ["n%'\\", "m"], [200, 404],
+            )
+        )
+    ]  # fmt: skip
+    await post_events(client, events)
+    listed = (await client.get("/api/v1/events", params={**params, "limit": 1000})).json()
+    expected = [item["audit_id"] for item in listed["items"]]
+    assert expected
+    csv_text = (await client.get("/api/v1/events/export.csv", params=params)).text
+    got = [line.split(",")[-3] for line in csv_text.split("\r\n")[1:-1]]
+    assert got == expected
+    ndjson = (await client.get("/api/v1/events/export.ndjson", params=params)).text
+    assert ndjson.count("\n") == len(expected)
