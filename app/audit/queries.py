@@ -742,26 +742,36 @@ async def stream_export_rows(
 
 
 async def delete_older_than(
-    sessionmaker: async_sessionmaker[AsyncSession], *, cutoff: datetime, batch: int = 10_000
+    engine: AsyncEngine, *, cutoff: datetime, batch: int = 10_000
 ) -> tuple[int, int]:
-    """Delete events with stage time before cutoff, and quarantined items received before it,
-    in batches that each commit (short locks on a live table); return both counts."""
+    """Delete events with stage time before cutoff, and quarantined items received before it;
+    return both counts. Weeks wholly before cutoff are dropped as partitions (milliseconds);
+    the rest (the week cutoff falls in, the default partition) in batches that each commit
+    (short locks on a live table)."""
+    sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
 
     async def delete_batches(model: type[AuditEvent] | type[QuarantinedItem], column: Any) -> int:
+        key = tuple_(model.id, column)
         total = 0
         while True:
-            ids = select(model.id).where(column < cutoff).limit(batch).scalar_subquery()
+            keys = select(model.id, column).where(column < cutoff).limit(batch)
             async with sessionmaker.begin() as session:
-                result = await session.execute(sa_delete(model).where(model.id.in_(ids)))
+                result = await session.execute(sa_delete(model).where(key.in_(keys)))
             count = int(getattr(result, "rowcount", 0) or 0)
             total += count
             if count < batch:
                 return total
 
-    events = await delete_batches(AuditEvent, AuditEvent.stage_at)
+    dropped, names = await partitions.drop_weeks_before(engine, cutoff=cutoff)
+    events = dropped + await delete_batches(AuditEvent, AuditEvent.stage_at)
     items = await delete_batches(QuarantinedItem, QuarantinedItem.received_at)
     logger.info(
         "retention.deleted",
-        extra={"cutoff": cutoff.isoformat(), "events": events, "quarantined": items},
+        extra={
+            "cutoff": cutoff.isoformat(),
+            "events": events,
+            "quarantined": items,
+            "partitions_dropped": names,
+        },
     )
     return events, items
