@@ -13,8 +13,8 @@ cannot deadlock on them. Dropping a partition fires nothing: prune deletes the r
 below its cutoff itself (app/audit/rollups.py delete_rollups_before).
 
 Revision ID: 9e1a2b3c4d50
-Revises: c0e1a2b3d4f6
-Create Date: 2026-11-28 22:00:00+00:00
+Revises: d2a0b1c2d3e4
+Create Date: 2026-11-28 22:30:00+00:00
 """
 
 from collections.abc import Sequence
@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "9e1a2b3c4d50"
-down_revision: str | None = "c0e1a2b3d4f6"
+down_revision: str | None = "d2a0b1c2d3e4"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
