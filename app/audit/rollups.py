@@ -271,24 +271,34 @@ async def _event_facets(
     sampled: dict[str, Sampled] = {}
     plain = [x for x in facets if x != "group"]
     if plain:
-        # Read from the covering indexes alone (no row is visited).
+        # Read from the covering indexes alone (no row is visited). One row past the sample
+        # tells, in the same scan, whether more matched (when the count is not known).
+        position = func.row_number().over(order_by=newest)
         recent = (
-            select(*(e[FACET_COLUMNS[x]].label(x) for x in plain))
+            select(*(e[FACET_COLUMNS[x]].label(x) for x in plain), position.label("position"))
             .where(*conditions)
             .order_by(*newest)
-            .limit(FACET_SAMPLE)
+            .limit(FACET_SAMPLE + 1)
             .subquery()
         )
         columns = [recent.c[x] for x in plain]
         flags = [func.grouping(column) for column in columns]
-        stmt = select(*columns, *flags, func.count()).group_by(func.grouping_sets(*columns))
+        in_sample = recent.c.position <= FACET_SAMPLE
+        stmt = select(
+            *columns, *flags, func.count().filter(in_sample), func.count().filter(~in_sample)
+        ).group_by(func.grouping_sets(*columns, ()))
         counts.update({x: [] for x in plain})
+        more = False
         for row in (await session.execute(stmt)).all():
-            values, grouped, n = row[: len(columns)], row[len(columns) : -1], row[-1]
+            values, grouped = row[: len(columns)], row[len(columns) : -2]
+            n, beyond = row[-2], row[-1]
+            if all(flag == 1 for flag in grouped):
+                more = beyond > 0  # the empty grouping set: every row read
+                continue
             for facet, value, flag in zip(plain, values, grouped, strict=True):
-                if flag == 0 and value is not None:
+                if flag == 0 and value is not None and n:
                     counts[facet].append((str(value), int(n)))
-        if await _more_than(session, conditions, FACET_SAMPLE, known=matching):
+        if more if matching is None else matching > FACET_SAMPLE:
             sampled.update({x: Sampled(FACET_SAMPLE, matching) for x in plain})
     if "group" in facets:
         # Groups are arrays outside the covering indexes: each costs a row visit, so they are
