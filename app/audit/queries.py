@@ -393,16 +393,18 @@ _UNLISTED = tuple(
         AuditEvent.source_meta,
     )
 )
-# A user prefix expands to at most this many stored users for the ordered scans; past that
-# the page is one scan over every matching row (sorted), still exact.
-MAX_PREFIX_USERS = 200
+# At most this many (column, user) ordered scans; past that (a prefix matching many users) the
+# page is one scan over every match, still exact. Each scan is planned per weekly partition:
+# 80 of them (kube-system's 40 service accounts, both columns) cost 60 ms of planning alone
+# at 2M events (bench/scale.py).
+MAX_USER_SCANS = 16
 _USER_COLUMNS = ("username", "impersonated_user")
 
 
 async def _prefix_users(session: AsyncSession, column: str, prefix: str) -> list[str] | None:
     """The distinct stored values of column starting with prefix, by a loose index scan of its
     text_pattern_ops index (one probe per value); None when there are more than
-    MAX_PREFIX_USERS."""
+    MAX_USER_SCANS."""
     assert column in _USER_COLUMNS
     pattern = _like_escape(prefix) + "%"
     rows = await session.execute(
@@ -416,17 +418,17 @@ async def _prefix_users(session: AsyncSession, column: str, prefix: str) -> list
             " FROM found WHERE found.value IS NOT NULL)"
             " SELECT value FROM found WHERE value IS NOT NULL LIMIT :limit"
         ),
-        {"pattern": pattern, "limit": MAX_PREFIX_USERS + 1},
+        {"pattern": pattern, "limit": MAX_USER_SCANS + 1},
     )
     values = [str(value) for (value,) in rows.all()]
-    return values if len(values) <= MAX_PREFIX_USERS else None
+    return values if len(values) <= MAX_USER_SCANS else None
 
 
 async def _user_branches(
     session: AsyncSession, users: Sequence[str]
 ) -> list[ColumnElement[bool]] | None:
     """The user filter as one equality per (column, user): each an ordered scan of that
-    column's (col, stage_at, id) index. None when a prefix matches too many users."""
+    column's (col, stage_at, id) index. None when that would be more than MAX_USER_SCANS."""
     branches: list[ColumnElement[bool]] = []
     for name in _USER_COLUMNS:
         column = _EVENT[name]
@@ -437,7 +439,7 @@ async def _user_branches(
                 return None
             values += found
         branches += [column == value for value in dict.fromkeys(values)]
-    return branches
+    return branches if len(branches) <= MAX_USER_SCANS else None
 
 
 async def timeline(

@@ -415,13 +415,13 @@ async def test_group_counts_are_exact_or_say_they_cover_the_newest_only(
     assert "Counts over the newest 3 of 5 matching stage-events only." in page.text
 
 
-@pytest.mark.parametrize("max_prefix_users", [200, 1])
+@pytest.mark.parametrize("max_user_scans", [16, 1])
 async def test_user_filter_pages_match_the_plain_or(
-    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch, max_prefix_users: int
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch, max_user_scans: int
 ) -> None:
-    # Each (column, user) is its own ordered scan, merged; past MAX_PREFIX_USERS a prefix is one
+    # Each (column, user) is its own ordered scan, merged; past MAX_USER_SCANS the filter is one
     # plain scan. Either way the pages are the newest matches, each row once.
-    monkeypatch.setattr(queries, "MAX_PREFIX_USERS", max_prefix_users)
+    monkeypatch.setattr(queries, "MAX_USER_SCANS", max_user_scans)
     rng = random.Random(3)
     names = ["ann", "anna", "andy", "bob", "carl"]
     events = []
