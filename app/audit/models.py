@@ -190,7 +190,7 @@ class CoverageHourly(Base):
 
 # --- Rollup of audit_event: exact counts for the timeline's histogram, totals and facets ---
 # Kept by the statement-level triggers audit_event_rollup_{insert,update,delete} (migration
-# 2026-11-28-2200) from the rows each statement actually changed, in the same transaction:
+# 2026-11-28-2230) from the rows each statement actually changed, in the same transaction:
 # stage_events counts stored stage-events, requests those flagged is_request_row (one per
 # request), so both units of the timeline are exact. response_code keeps NULLs (a unique index
 # with NULLS NOT DISTINCT), so filters read it as they read audit_event. Dropping a partition

@@ -2,7 +2,7 @@
 answer, else from the events.
 
 event_rollup_hourly (hour x cluster x verb x stage x code) holds exact stage-event and request
-counts, kept by triggers on audit_event in the ingest transaction (migration 2026-11-28-2200).
+counts, kept by triggers on audit_event in the ingest transaction (migration 2026-11-28-2230).
 A query over a time range reads the rollup for the whole hours inside it and audit_event for
 the partial hours at its edges (at most two hours, through the (stage_at, id) index), so counts
 are exact for any range. Filters and facets on what the rollup does not keep (namespace,
