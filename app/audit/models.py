@@ -12,11 +12,14 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Column,
     DateTime,
     Identity,
     Index,
     Integer,
     LargeBinary,
+    Sequence,
+    Table,
     Text,
     UniqueConstraint,
     func,
@@ -44,7 +47,8 @@ _DASHBOARD_COLUMNS = (
 class AuditEvent(Base):
     __tablename__ = "audit_event"
 
-    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    # Partitioned by week of stage_at (app/audit/partitions.py): keys include stage_at.
+    id: Mapped[int] = mapped_column(BigInteger, Sequence("audit_event_id_seq"), primary_key=True)
     cluster: Mapped[str] = mapped_column(Text)
     audit_id: Mapped[str] = mapped_column(Text)
     stage: Mapped[str] = mapped_column(Text)
@@ -71,7 +75,7 @@ class AuditEvent(Base):
     authz_decision: Mapped[str | None] = mapped_column(Text)
     authz_reason: Mapped[str | None] = mapped_column(Text)
     requested_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    stage_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    stage_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
     source: Mapped[str] = mapped_column(Text)
     # Facts from the transport, not the event (ES index and _id, Calico's added fields, file).
     source_meta: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
@@ -89,7 +93,10 @@ class AuditEvent(Base):
     is_request_row: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
 
     __table_args__ = (
-        UniqueConstraint("cluster", "audit_id", "stage"),
+        # (cluster, audit_id, stage) is one event's identity. A partitioned table can only
+        # enforce uniqueness with the partition key in it; insert_events keeps the identity
+        # itself unique across partitions (under its per-request locks).
+        UniqueConstraint("cluster", "audit_id", "stage", "stage_at"),
         # Keyset order of the timeline, and the same order under each equality filter.
         # INCLUDE: facets and the histogram read these from the index alone (index-only scan,
         # about 3x faster than reading the wide rows; bench/page_timings.py).
@@ -151,6 +158,7 @@ class AuditEvent(Base):
             postgresql_using="gin",
             postgresql_ops={"name": "gin_trgm_ops"},
         ),
+        {"postgresql_partition_by": "RANGE (stage_at)"},
     )
 
 
@@ -178,6 +186,36 @@ class CoverageHourly(Base):
     response_bodies: Mapped[int] = mapped_column(BigInteger)
     other_stages: Mapped[int] = mapped_column(BigInteger)
     last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+# --- Rollup of audit_event: exact counts for the timeline's histogram, totals and facets ---
+# Kept by the statement-level triggers audit_event_rollup_{insert,update,delete} (migration
+# 2026-11-28-2230) from the rows each statement actually changed, in the same transaction:
+# stage_events counts stored stage-events, requests those flagged is_request_row (one per
+# request), so both units of the timeline are exact. response_code keeps NULLs (a unique index
+# with NULLS NOT DISTINCT), so filters read it as they read audit_event. Dropping a partition
+# fires nothing: prune calls rollups.delete_rollups_before.
+# Only dimensions with few values: hour x namespace or x user hardly compresses (measured:
+# about one rollup row per event at 2M events), and would double the cost of every insert.
+ROLLUP_DIMENSIONS = ("cluster", "verb", "stage", "response_code")
+event_rollup_hourly = Table(
+    "event_rollup_hourly",
+    Base.metadata,
+    Column("hour", DateTime(timezone=True), nullable=False),
+    Column("cluster", Text, nullable=False),
+    Column("verb", Text, nullable=False),
+    Column("stage", Text, nullable=False),
+    Column("response_code", Integer, nullable=True),
+    Column("stage_events", BigInteger, nullable=False),
+    Column("requests", BigInteger, nullable=False),
+    Index(
+        "ux_event_rollup_hourly_key",
+        "hour",
+        *ROLLUP_DIMENSIONS,
+        unique=True,
+        postgresql_nulls_not_distinct=True,
+    ),
+)
 
 
 class QuarantinedItem(Base):
