@@ -56,8 +56,13 @@ _COLUMN_LIST = ", ".join(EVENT_COLUMNS)
 
 
 def _copy_value(column: str, value: Any) -> Any:
+    """What COPY writes for a row's value: jsonb columns as the text prepare_batch made once
+    (JsonObject/JsonArray), other values as they are."""
     if column in _JSON_COLUMNS and value is not None:
-        # stdlib json keeps integers beyond 64 bits exact (lossless storage).
+        text = getattr(value, "json_text", None)
+        if text is not None:
+            return text
+        # Not from prepare_batch (a scalar body): stdlib json keeps big integers exact.
         return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
     return value
 
