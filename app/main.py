@@ -13,7 +13,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.access import AccessPolicy, require
@@ -69,6 +69,7 @@ def create_app(settings: Settings) -> FastAPI:
             if poller is not None:
                 await poller.stop()
             await engine.dispose()
+            app.state.metrics.close()
 
     app = FastAPI(
         title="audit-timeline",
@@ -80,7 +81,7 @@ def create_app(settings: Settings) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
-    app.state.metrics = Metrics()
+    app.state.metrics = Metrics(settings.prometheus_multiproc_dir)
     app.state.redactor = make_redactor(settings)
     app.state.ingest_tokens = settings.ingest_token_map()
     app.state.no_credentials_warning = WarningLimiter()
@@ -153,9 +154,7 @@ def _add_probes(app: FastAPI) -> None:
         responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
     )
     async def metrics(request: Request) -> Response:
-        return Response(
-            generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST
-        )
+        return Response(request.app.state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
 def _error_response(request: Request, status_code: int, error: str, detail: object) -> Response:
