@@ -179,3 +179,28 @@ def test_quarantined_event_list_item_is_redacted(overrides: dict[str, Any]) -> N
     assert json.loads(quarantined.raw)["requestObject"]["data"]["password"].startswith(
         "[redacted:hmac-sha256:"
     )
+
+
+@pytest.mark.parametrize(
+    "kind_literal",
+    ['"Secret"', '"\\u0053ecret"', '"TokenRequest"'],
+    ids=["plain", "escaped-in-the-input", "token-request"],
+)
+@pytest.mark.parametrize("extra", [0, 2**70], ids=["small-int", "int-beyond-64-bits"])
+def test_objects_redacted_by_kind_are_found_by_the_quick_scan_too(
+    kind_literal: str, extra: int
+) -> None:
+    # A Secret inside a generic List of a configmaps request: found only by kind. The quick
+    # check on the orjson text must not miss it, whatever the input's escapes; a body orjson
+    # refuses (an integer beyond 64 bits) is walked instead.
+    inner = {"kind": "@@", "data": {"p": SECRET}, "status": {"token": SECRET}, "n": extra}
+    event = audit_event(
+        objectRef={"resource": "configmaps", "namespace": "a", "apiVersion": "v1"},
+        responseObject={"kind": "List", "items": [{"kind": "ConfigMap"}, inner]},
+    )
+    body = json.dumps(event_list([event])).replace('"@@"', kind_literal).encode()
+    (row,) = prepare(body).events
+    assert row["is_redacted"]
+    stored = json.loads(row["response_object"].json_text)["items"][1]
+    redacted = stored["status"]["token"] if "Token" in kind_literal else stored["data"]["p"]
+    assert redacted.startswith("[redacted:hmac-sha256:")
