@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
 import json
 import os
 import random
@@ -35,10 +36,13 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+import urllib.parse
 import uuid
 import warnings
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -54,6 +58,7 @@ sys.path.insert(0, str(ROOT))
 from app.audit.intake import prepare_batch, unwrap_envelope  # noqa: E402
 from app.audit.queries import EVENT_COLUMNS, _copy_value  # noqa: E402
 from app.audit.redact import Redactor  # noqa: E402
+from app.db import LZ4_IF_AVAILABLE  # noqa: E402
 from app.demo import fixture_files  # noqa: E402
 from app.ingest.decode import split_body  # noqa: E402
 from app.migrate import upgrade_to_head  # noqa: E402
@@ -304,9 +309,16 @@ async def post_on_schedule(
     return latencies, errors
 
 
-def copy_flat_out(url: str, batches: list[list[list[Any]]]) -> float:
+def copy_flat_out(
+    url: str, batches: list[list[list[Any]]], *, compression: str | None = None
+) -> float:
     columns = ", ".join(COPY_COLUMNS)
     with psycopg.connect(url) as conn:
+        if compression is None:  # what the app's sessions use (app/db.py)
+            conn.execute(LZ4_IF_AVAILABLE)
+        else:
+            conn.execute("SELECT set_config('default_toast_compression', %s, false)", [compression])
+        conn.commit()
         started = time.perf_counter()
         for rows in batches:
             with conn.cursor() as cur, cur.copy(f"COPY audit_event ({columns}) FROM STDIN") as copy:
@@ -429,6 +441,72 @@ def measure_mix(
     return result
 
 
+@contextlib.contextmanager
+def database(external: str | None) -> Iterator[tuple[str, int, Path]]:
+    """(URL of a fresh migrated database, postmaster pid, a scratch folder): on a temporary
+    embedded PostgreSQL, or on the server of external (needs CREATE DATABASE, and /proc access
+    to its processes for CPU figures)."""
+    if external is None:
+        with temporary_postgres("at-bench-") as pg:
+            url = pg.create_database("bench")
+            upgrade_to_head(url)
+            yield url, int((pg.pgdata / "postmaster.pid").read_text().split()[0]), pg.pgdata.parent
+        return
+    with psycopg.connect(external, autocommit=True) as conn:
+        conn.execute("DROP DATABASE IF EXISTS ingest_bench")
+        conn.execute("CREATE DATABASE ingest_bench")
+        row = conn.execute("SHOW data_directory").fetchone()
+    assert row is not None
+    pid = int((Path(row[0]) / "postmaster.pid").read_text().split()[0])
+    url = external_url(external)
+    upgrade_to_head(url)
+    with tempfile.TemporaryDirectory(prefix="at-bench-") as scratch:
+        yield url, pid, Path(scratch)
+
+
+def external_url(external: str) -> str:
+    """external with its database replaced by ingest_bench (a postgresql:// URL)."""
+    parts = urllib.parse.urlsplit(external)
+    return urllib.parse.urlunsplit(parts._replace(path="/ingest_bench"))
+
+
+def table_bytes(url: str) -> tuple[int, int]:
+    """Bytes of audit_event (and its partitions, if any): in all, and in TOAST alone."""
+    with psycopg.connect(url) as conn:
+        conn.execute("CHECKPOINT")
+        row = conn.execute(
+            "SELECT sum(pg_total_relation_size(c.oid)),"
+            " sum(coalesce(pg_total_relation_size(nullif(c.reltoastrelid, 0)), 0))"
+            " FROM pg_class c WHERE c.oid = 'audit_event'::regclass OR c.oid IN"
+            " (SELECT inhrelid FROM pg_inherits WHERE inhparent = 'audit_event'::regclass)"
+        ).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+def compare_compression(url: str, rows: list[list[list[Any]]], rounds: int) -> dict[str, Any]:
+    """COPY the same rows with pglz and with lz4 TOAST compression (where the server has it):
+    best seconds, table bytes."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT enumvals FROM pg_settings WHERE name = 'default_toast_compression'"
+        ).fetchone()
+    methods = list(row[0]) if row else ["pglz"]
+    result: dict[str, Any] = {"available": methods}
+    for method in methods:
+        times = []
+        for _ in range(rounds):
+            reset(url)
+            times.append(copy_flat_out(url, rows, compression=method))
+        total, toast = table_bytes(url)
+        result[method] = {
+            "copy_seconds": round(min(times), 3),
+            "bytes": total,
+            "toast_bytes": toast,
+        }
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--real-events", type=int, default=12_000)
@@ -440,6 +518,16 @@ def main() -> None:
     parser.add_argument("--workers", type=int, help="AUDIT_TIMELINE_WORKERS for the server")
     parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--profile", type=Path, help="py-spy the server; stacks in this dir")
+    parser.add_argument(
+        "--database-url",
+        help="a PostgreSQL server to use instead of a temporary embedded one (its database"
+        " ingest_bench is dropped and made again)",
+    )
+    parser.add_argument(
+        "--compare-compression",
+        action="store_true",
+        help="also COPY the real mix with each TOAST compression the server has (pglz, lz4)",
+    )
     args = parser.parse_args()
     pool = fixture_pool()
     real = make_events(pool, args.real_events, seed=11)
@@ -450,11 +538,11 @@ def main() -> None:
         args.profile.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()
     report: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "loadavg_before": load_before}}
-    with temporary_postgres("at-bench-") as pg:
-        url = pg.create_database("bench")
-        upgrade_to_head(url)
-        pg_pid = int((pg.pgdata / "postmaster.pid").read_text().split()[0])
-        server, base = start_server(url, pg.pgdata.parent, args.workers)
+    with database(args.database_url) as (url, pg_pid, scratch):
+        if args.compare_compression:
+            rows = copy_rows(bodies_of(real), redactor)
+            report["toast_compression"] = compare_compression(url, rows, args.rounds)
+        server, base = start_server(url, scratch, args.workers)
         try:
             report["server_processes"] = sum(
                 1 for pid in os.listdir("/proc")
@@ -499,6 +587,8 @@ def _is_descendant(pid: int, root: int) -> bool:
 
 def print_report(report: dict[str, Any]) -> None:
     machine = report["machine"]
+    if "toast_compression" in report:
+        print(f"TOAST compression (COPY of the real mix): {report['toast_compression']}")
     print(f"machine: {machine['cpus']} CPUs, load {machine['loadavg_before'][0]:.2f} before,"
           f" {machine['loadavg_after'][0]:.2f} after; server processes:"
           f" {report['server_processes']}")  # fmt: skip
