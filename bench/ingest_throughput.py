@@ -406,6 +406,7 @@ def measure_mix(
         reset(url)
         pg0 = tree_cpu(pg_pid)
         copy_times.append(copy_flat_out(url, rows))
+        time.sleep(0.5)  # the COPY's backend has exited: let the postmaster reap it (cutime)
         pg_copy_cpu += tree_cpu(pg_pid) - pg0
         assert count_events(url) == n
     probe.stop.set()
