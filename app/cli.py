@@ -383,11 +383,11 @@ def _prune(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _run_prune(url: str, cutoff: datetime) -> tuple[int, int]:
     from app.audit import queries
-    from app.db import make_engine, make_sessionmaker
+    from app.db import make_engine
 
     engine = make_engine(url, pool_size=1)
     try:
-        return await queries.delete_older_than(make_sessionmaker(engine), cutoff=cutoff)
+        return await queries.delete_older_than(engine, cutoff=cutoff)
     finally:
         await engine.dispose()
 

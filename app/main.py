@@ -5,6 +5,7 @@ No import-time side effects: everything hangs off app.state, built from the give
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST
+from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.access import AccessPolicy, require
@@ -22,7 +24,7 @@ from app.api.docs import router as docs_router
 from app.api.reports import router as reports_api_router
 from app.api.router import quarantine_router
 from app.api.router import router as events_router
-from app.audit import queries
+from app.audit import partitions, queries
 from app.db import DATABASE_DOWN_ERRORS, make_engine, make_sessionmaker
 from app.errors import AppError, SourceUnavailable
 from app.ingest.auth import REJECT_REASONS, WarningLimiter
@@ -45,6 +47,15 @@ from app.web.templating import STATIC_DIR
 logger = logging.getLogger(__name__)
 
 
+async def _prepare_partitions(engine: AsyncEngine) -> None:
+    """Create this and the coming weeks' partitions of audit_event at start-up (ingest also
+    creates a week on demand); a database that is down now is not a reason to fail start-up."""
+    try:
+        await partitions.ensure_ahead(engine)
+    except DATABASE_DOWN_ERRORS:
+        logger.warning("partitions.not_prepared", extra={"reason": "database unavailable"})
+
+
 def create_app(settings: Settings) -> FastAPI:
     """Build the application for these settings (database_url set: the CLI starts the
     embedded PostgreSQL and migrates before it builds the app)."""
@@ -57,6 +68,7 @@ def create_app(settings: Settings) -> FastAPI:
         engine = make_engine(database_url)
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)
+        partitions_ready = asyncio.create_task(_prepare_partitions(engine))
         poller = start_poller(app, settings, engine) if settings.es_url else None
         scheduler = (
             ReportScheduler(app.state.sessionmaker, settings) if settings.report_schedule else None
@@ -68,6 +80,7 @@ def create_app(settings: Settings) -> FastAPI:
                 await scheduler.stop()
             if poller is not None:
                 await poller.stop()
+            partitions_ready.cancel()
             await engine.dispose()
             app.state.metrics.close()
 

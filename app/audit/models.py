@@ -17,6 +17,7 @@ from sqlalchemy import (
     Index,
     Integer,
     LargeBinary,
+    Sequence,
     Text,
     UniqueConstraint,
     func,
@@ -44,7 +45,8 @@ _DASHBOARD_COLUMNS = (
 class AuditEvent(Base):
     __tablename__ = "audit_event"
 
-    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    # Partitioned by week of stage_at (app/audit/partitions.py): keys include stage_at.
+    id: Mapped[int] = mapped_column(BigInteger, Sequence("audit_event_id_seq"), primary_key=True)
     cluster: Mapped[str] = mapped_column(Text)
     audit_id: Mapped[str] = mapped_column(Text)
     stage: Mapped[str] = mapped_column(Text)
@@ -71,7 +73,7 @@ class AuditEvent(Base):
     authz_decision: Mapped[str | None] = mapped_column(Text)
     authz_reason: Mapped[str | None] = mapped_column(Text)
     requested_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    stage_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    stage_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
     source: Mapped[str] = mapped_column(Text)
     # Facts from the transport, not the event (ES index and _id, Calico's added fields, file).
     source_meta: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
@@ -89,7 +91,10 @@ class AuditEvent(Base):
     is_request_row: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
 
     __table_args__ = (
-        UniqueConstraint("cluster", "audit_id", "stage"),
+        # (cluster, audit_id, stage) is one event's identity. A partitioned table can only
+        # enforce uniqueness with the partition key in it; insert_events keeps the identity
+        # itself unique across partitions (under its per-request locks).
+        UniqueConstraint("cluster", "audit_id", "stage", "stage_at"),
         # Keyset order of the timeline, and the same order under each equality filter.
         # INCLUDE: facets and the histogram read these from the index alone (index-only scan,
         # about 3x faster than reading the wide rows; bench/page_timings.py).
@@ -151,6 +156,7 @@ class AuditEvent(Base):
             postgresql_using="gin",
             postgresql_ops={"name": "gin_trgm_ops"},
         ),
+        {"postgresql_partition_by": "RANGE (stage_at)"},
     )
 
 

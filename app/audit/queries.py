@@ -18,12 +18,13 @@ from sqlalchemy import ColumnElement, Integer, and_, func, or_, select, text, tu
 from sqlalchemy import delete as sa_delete
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
+from app.audit import partitions
 from app.audit.intake import QuarantineRow, conflict_row
 from app.audit.models import AuditEvent, FileCheckpoint, PollCheckpoint, QuarantinedItem
 from app.audit.normalize import canonical_group, group_aliases
-from app.audit.request_rows import lock_requests, rank_sql
+from app.audit.request_rows import lock_requests, plan_insert
 from app.audit.schemas import CHANGE_VERBS, Cursor, TimelineFilter
 from app.errors import NotFound
 
@@ -95,6 +96,15 @@ async def _copy_to_staging(
                 await asyncio.sleep(0)
 
 
+def _engine_of(session: AsyncSession) -> AsyncEngine:
+    bind = session.bind
+    if isinstance(bind, AsyncEngine):
+        return bind
+    if bind is None:
+        raise RuntimeError("insert_events needs a session bound to an engine or connection")
+    return bind.engine
+
+
 async def insert_events(
     session: AsyncSession, rows: Sequence[dict[str, Any]]
 ) -> tuple[int, list[tuple[int, int]]]:
@@ -104,59 +114,74 @@ async def insert_events(
     whose content differs from the stored one."""
     if not rows:
         return 0, []
-    # COPY into a per-connection staging table, then one INSERT ... SELECT: about 4x the
-    # rate of a multi-row INSERT (bench/ingest_throughput.py). Inserting in key order means
-    # concurrent overlapping batches take their unique-index locks in the same order, so
-    # they cannot deadlock; within a key, the ordinal makes the first occurrence win.
+    weeks = partitions.missing_weeks(row["stage_at"] for row in rows)
+    if weeks:
+        # Its own short transaction, before this one touches audit_event (app/audit/partitions).
+        await partitions.ensure_weeks(_engine_of(session), weeks)
+    requests = sorted({(row["cluster"], row["audit_id"]) for row in rows})
+    clusters = [cluster for cluster, _ in requests]
+    audit_ids = [audit_id for _, audit_id in requests]
     raw = await _driver_connection(session)
     async with raw.cursor() as cursor:
-        await _copy_to_staging(
-            cursor,
-            staging="incoming_event",
-            table="audit_event",
-            columns=_COLUMN_LIST,
-            rows=([_copy_value(c, row[c]) for c in EVENT_COLUMNS] for row in rows),
-        )
-        await lock_requests(cursor)
-        # A new row is its request's row when it is the batch's most complete stage of the
-        # request and more complete than every stage stored before; the row it supersedes
-        # loses the flag in the same statement (the UPDATE does not see the CTE's inserts).
+        # Whoever stores stages of a request holds its lock until commit: what this reads of
+        # the batch's requests cannot change before this transaction ends.
+        await lock_requests(cursor, clusters=clusters, audit_ids=audit_ids)
         await cursor.execute(
-            "WITH stored AS ("
-            f" SELECT a.cluster, a.audit_id, max({rank_sql('a')}) AS best"
-            " FROM audit_event a JOIN (SELECT DISTINCT cluster, audit_id FROM incoming_event) r"
-            " ON a.cluster = r.cluster AND a.audit_id = r.audit_id GROUP BY 1, 2),"
-            " ranked AS ("
-            f" SELECT i.*, {rank_sql('i')} AS stage_rank,"
-            f" max({rank_sql('i')}) OVER (PARTITION BY i.cluster, i.audit_id) AS top,"
-            " coalesce(s.best, 0) AS best"
-            " FROM incoming_event i LEFT JOIN stored s"
-            " ON s.cluster = i.cluster AND s.audit_id = i.audit_id),"
-            f" inserted AS (INSERT INTO audit_event ({_COLUMN_LIST}, is_request_row)"
-            f" SELECT {_COLUMN_LIST}, stage_rank = top AND stage_rank > best FROM ranked"
-            " ORDER BY cluster, audit_id, stage, ordinal"
-            " ON CONFLICT (cluster, audit_id, stage) DO NOTHING"
-            " RETURNING cluster, audit_id, stage, is_request_row),"
-            " superseded AS (UPDATE audit_event a SET is_request_row = false FROM inserted n"
-            " WHERE n.is_request_row AND a.is_request_row"
-            " AND a.cluster = n.cluster AND a.audit_id = n.audit_id AND a.stage <> n.stage"
-            " RETURNING a.id)"
-            " SELECT count(*) FROM inserted"
+            "SELECT a.cluster, a.audit_id, a.stage, a.id, a.stage_at, a.is_request_row"
+            " FROM unnest(%s::text[], %s::text[]) AS k(cluster, audit_id)"
+            " JOIN audit_event a ON a.cluster = k.cluster AND a.audit_id = k.audit_id",
+            (clusters, audit_ids),
         )
-        count_row = await cursor.fetchone()
-        inserted = int(count_row[0]) if count_row else 0
-        # What was just inserted equals itself: this finds only skipped rows that differ.
-        await cursor.execute(
-            "SELECT i.ordinal, a.id FROM incoming_event i JOIN audit_event a"
-            " ON a.cluster = i.cluster AND a.audit_id = i.audit_id AND a.stage = i.stage"
-            " WHERE a.raw IS DISTINCT FROM i.raw"
-            " OR a.request_object IS DISTINCT FROM i.request_object"
-            " OR a.response_object IS DISTINCT FROM i.response_object"
-            " ORDER BY i.ordinal"
-        )
-        differing = [(ordinal, event_id) for ordinal, event_id in await cursor.fetchall()]
-        await cursor.execute("TRUNCATE incoming_event")
-    return inserted, differing
+        plan = plan_insert(rows, await cursor.fetchall())
+        if plan.new:
+            async with cursor.copy(
+                f"COPY audit_event ({_COLUMN_LIST}, is_request_row) FROM STDIN"
+            ) as copy:
+                for count, index in enumerate(plan.new, start=1):
+                    row = rows[index]
+                    await copy.write_row(
+                        (*[_copy_value(c, row[c]) for c in EVENT_COLUMNS], index in plan.flagged)
+                    )
+                    if count % _COPY_ROWS_PER_YIELD == 0:
+                        await asyncio.sleep(0)
+        if plan.superseded:
+            await cursor.execute(
+                "UPDATE audit_event a SET is_request_row = false"
+                " FROM unnest(%s::bigint[], %s::timestamptz[]) AS s(id, stage_at)"
+                " WHERE a.id = s.id AND a.stage_at = s.stage_at",
+                (
+                    [event_id for event_id, _ in plan.superseded],
+                    [stage_at for _, stage_at in plan.superseded],
+                ),
+            )
+        differing: list[tuple[int, int]] = []
+        if plan.repeated:
+            # Only rows whose identity was taken are compared (retries, reused IDs); what was
+            # just inserted is among the stored rows, so a repeat within the batch is too.
+            repeated = [rows[index] for index in plan.repeated]
+            await cursor.execute(
+                "SELECT k.ordinal, a.id FROM unnest(%s::int[], %s::text[], %s::text[],"
+                " %s::text[], %s::text[], %s::text[], %s::text[])"
+                " AS k(ordinal, cluster, audit_id, stage, raw, request_object, response_object)"
+                " JOIN audit_event a"
+                " ON a.cluster = k.cluster AND a.audit_id = k.audit_id AND a.stage = k.stage"
+                " WHERE a.raw IS DISTINCT FROM k.raw::jsonb"
+                " OR a.request_object IS DISTINCT FROM k.request_object::jsonb"
+                " OR a.response_object IS DISTINCT FROM k.response_object::jsonb"
+                " ORDER BY k.ordinal",
+                (
+                    list(plan.repeated),
+                    [row["cluster"] for row in repeated],
+                    [row["audit_id"] for row in repeated],
+                    [row["stage"] for row in repeated],
+                    *(
+                        [_copy_value(column, row[column]) for row in repeated]
+                        for column in ("raw", "request_object", "response_object")
+                    ),
+                ),
+            )
+            differing = [(ordinal, event_id) for ordinal, event_id in await cursor.fetchall()]
+    return len(plan.new), differing
 
 
 _QUARANTINE_COLUMNS = (
@@ -200,7 +225,8 @@ async def insert_quarantined(
             " FROM incoming_quarantine ORDER BY ordinal"
             " ON CONFLICT (source, cluster, raw_sha256) DO NOTHING"
         )
-        await cursor.execute("TRUNCATE incoming_quarantine")
+        # Emptied at commit anyway; a second call in the same transaction must not see these.
+        await cursor.execute("DELETE FROM incoming_quarantine")
     return len(rows)
 
 
@@ -350,7 +376,7 @@ async def ping(connection: AsyncConnection) -> None:
 
 async def get_event(session: AsyncSession, event_id: int) -> AuditEvent:
     """The event with this id; raise NotFound otherwise."""
-    event = await session.get(AuditEvent, event_id)
+    event = await session.scalar(select(AuditEvent).where(AuditEvent.id == event_id))
     if event is None:
         raise NotFound(f"audit event {event_id} not found")
     return event
@@ -721,26 +747,36 @@ async def stream_export_rows(
 
 
 async def delete_older_than(
-    sessionmaker: async_sessionmaker[AsyncSession], *, cutoff: datetime, batch: int = 10_000
+    engine: AsyncEngine, *, cutoff: datetime, batch: int = 10_000
 ) -> tuple[int, int]:
-    """Delete events with stage time before cutoff, and quarantined items received before it,
-    in batches that each commit (short locks on a live table); return both counts."""
+    """Delete events with stage time before cutoff, and quarantined items received before it;
+    return both counts. Weeks wholly before cutoff are dropped as partitions (milliseconds);
+    the rest (the week cutoff falls in, the default partition) in batches that each commit
+    (short locks on a live table)."""
+    sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
 
     async def delete_batches(model: type[AuditEvent] | type[QuarantinedItem], column: Any) -> int:
+        key = tuple_(model.id, column)
         total = 0
         while True:
-            ids = select(model.id).where(column < cutoff).limit(batch).scalar_subquery()
+            keys = select(model.id, column).where(column < cutoff).limit(batch)
             async with sessionmaker.begin() as session:
-                result = await session.execute(sa_delete(model).where(model.id.in_(ids)))
+                result = await session.execute(sa_delete(model).where(key.in_(keys)))
             count = int(getattr(result, "rowcount", 0) or 0)
             total += count
             if count < batch:
                 return total
 
-    events = await delete_batches(AuditEvent, AuditEvent.stage_at)
+    dropped, names = await partitions.drop_weeks_before(engine, cutoff=cutoff)
+    events = dropped + await delete_batches(AuditEvent, AuditEvent.stage_at)
     items = await delete_batches(QuarantinedItem, QuarantinedItem.received_at)
     logger.info(
         "retention.deleted",
-        extra={"cutoff": cutoff.isoformat(), "events": events, "quarantined": items},
+        extra={
+            "cutoff": cutoff.isoformat(),
+            "events": events,
+            "quarantined": items,
+            "partitions_dropped": names,
+        },
     )
     return events, items

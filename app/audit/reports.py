@@ -318,7 +318,7 @@ async def _finish(
     else:
         await _state_before(session, change, query.since)
     if last_write is not None and last_write.stage in ("ResponseComplete", "Panic"):
-        stored = await session.get(AuditEvent, last_write.id)
+        stored = await session.get(AuditEvent, (last_write.id, last_write.stage_at))
         if stored is not None:
             change.state_at_t2, change.after = _state_after(stored)
             session.expunge(stored)
