@@ -11,7 +11,7 @@ process on it, then, within one run (ratios are only meaningful inside one run):
    --rounds times each, the fastest counting;
    CPU from /proc for the server's process tree and for PostgreSQL's (postmaster and every
    child: backends, WAL writer, checkpointer), so per event and per CPU-second figures;
-2. /healthz latency, polled every 20 ms from another thread while the real mix runs flat out;
+2. /healthz latency, polled every 20 ms from another process while each mix runs flat out;
 3. ack latency of 400-event real-mix batches sent on a fixed schedule (--rate batches/s, open
    loop: a late answer does not delay the next send, and latency counts from the scheduled
    send time) for --ack-seconds, plus the max sustainable batches/s (flat-out real-mix
@@ -37,7 +37,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.parse
 import uuid
@@ -231,28 +230,62 @@ def percentiles(samples: list[float]) -> dict[str, float]:
 # --- measurements ---------------------------------------------------------------------------
 
 
-class HealthProbe(threading.Thread):
-    """GET /healthz every 20 ms until stopped; latencies in ms while is_counting."""
+# The probe runs in a process of its own: in a thread of the bench it would also time its
+# wait for the bench's GIL, held by the senders.
+_PROBE = """
+import http.client, json, sys, time
+host, port = sys.argv[1], int(sys.argv[2])
+conn = http.client.HTTPConnection(host, port, timeout=30)
+samples, failures = [], 0
+try:
+    while True:
+        started = time.time()
+        try:
+            conn.request("GET", "/healthz")
+            response = conn.getresponse()
+            response.read()
+            if response.status == 200:
+                samples.append((started, (time.time() - started) * 1000))
+            else:
+                failures += 1
+        except OSError:
+            failures += 1
+            conn = http.client.HTTPConnection(host, port, timeout=30)
+        time.sleep(0.02)
+except KeyboardInterrupt:
+    print(json.dumps({"samples": samples, "failures": failures}))
+"""
+
+
+class HealthProbe:
+    """GET /healthz every 20 ms from another process; latencies (ms) of the requests sent
+    while is_counting (between count_from() and count_until())."""
 
     def __init__(self, base: str) -> None:
-        super().__init__(daemon=True)
-        self.base = base
+        host, port = base.removeprefix("http://").rsplit(":", 1)
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", _PROBE, host, port], stdout=subprocess.PIPE
+        )
+        self.windows: list[tuple[float, float]] = []
         self.latencies: list[float] = []
         self.failures = 0
-        self.is_counting = False
-        self.stop = threading.Event()
 
-    def run(self) -> None:
-        with httpx.Client(base_url=self.base, timeout=30) as client:
-            while not self.stop.is_set():
-                started = time.perf_counter()
-                try:
-                    client.get("/healthz").raise_for_status()
-                    if self.is_counting:
-                        self.latencies.append((time.perf_counter() - started) * 1000)
-                except httpx.HTTPError:
-                    self.failures += 1
-                self.stop.wait(0.02)
+    def count_from(self) -> None:
+        self.windows.append((time.time(), float("inf")))
+
+    def count_until(self) -> None:
+        self.windows[-1] = (self.windows[-1][0], time.time())
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGINT)
+        out, _ = self.process.communicate(timeout=30)
+        found = json.loads(out)
+        self.failures = found["failures"]
+        self.latencies = [
+            ms
+            for at, ms in found["samples"]
+            if any(start <= at <= end for start, end in self.windows)
+        ]
 
 
 async def post_flat_out(base: str, bodies: list[bytes], senders: int) -> int:
@@ -392,13 +425,12 @@ def measure_mix(
     post_times, copy_times = [], []
     server_cpu = pg_post_cpu = pg_copy_cpu = 0.0
     probe = HealthProbe(base)
-    probe.start()
     for _ in range(rounds):
         reset(url)
         server0, pg0, started = tree_cpu(server_pid), tree_cpu(pg_pid), time.perf_counter()
-        probe.is_counting = True
+        probe.count_from()
         stored = asyncio.run(post_flat_out(base, bodies, senders))
-        probe.is_counting = False
+        probe.count_until()
         post_times.append(time.perf_counter() - started)
         server_cpu += tree_cpu(server_pid) - server0
         pg_post_cpu += tree_cpu(pg_pid) - pg0
@@ -409,8 +441,7 @@ def measure_mix(
         time.sleep(0.5)  # the COPY's backend has exited: let the postmaster reap it (cutime)
         pg_copy_cpu += tree_cpu(pg_pid) - pg0
         assert count_events(url) == n
-    probe.stop.set()
-    probe.join()
+    probe.stop()
     total = n * rounds
     post_cpu = server_cpu + pg_post_cpu
     result = {
