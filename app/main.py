@@ -69,6 +69,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)
         partitions_ready = asyncio.create_task(_prepare_partitions(engine))
+        app.state.partitions_ready = partitions_ready
         poller = start_poller(app, settings, engine) if settings.es_url else None
         scheduler = (
             ReportScheduler(app.state.sessionmaker, settings) if settings.report_schedule else None

@@ -5,6 +5,7 @@ Tests that commit leave nothing behind: tables are truncated after each test.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -93,6 +94,9 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
 async def app(settings: Settings) -> AsyncIterator[FastAPI]:
     application = create_app(settings)
     async with application.router.lifespan_context(application):
+        # Tests query the database synchronously (blocking the loop): the start-up task that
+        # creates partitions must not be holding its lock on audit_event meanwhile.
+        await asyncio.wait_for(asyncio.shield(application.state.partitions_ready), 30)
         yield application
 
 

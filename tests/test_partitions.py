@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
 from app.audit import partitions, queries
@@ -155,3 +156,24 @@ async def test_retention_drops_whole_weeks_and_deletes_the_rest(
     assert old_weeks
     assert not old_weeks & left
     assert "audit_event_default" in left
+
+
+@ASYNC
+async def test_a_week_that_cannot_be_created_in_time_is_stored_in_the_default_partition(
+    client: httpx.AsyncClient, database_url: str
+) -> None:
+    moment = NOW - timedelta(days=200)  # inside the horizon, no partition yet
+    name = partitions.partition_name(partitions.week_start(moment))
+    # A long reader holds audit_event: creating a partition would have to wait for it.
+    with psycopg.connect(database_url) as reader:
+        reader.execute("SELECT count(*) FROM audit_event")
+        first = at(moment)
+        assert (await ingest(client, [first]))["stored"] == 1
+    assert partition_of(database_url, first["auditID"]) == ["audit_event_default"]
+    # Later rows of that week join it there (the week is not created over rows it would hold).
+    partitions._failed_at.clear()
+    second = at(moment + timedelta(minutes=1))
+    assert (await ingest(client, [second]))["stored"] == 1
+    assert partition_of(database_url, second["auditID"]) == ["audit_event_default"]
+    tables = {row[0] for row in query_all(database_url, "SELECT tablename FROM pg_tables")}
+    assert name not in tables

@@ -12,6 +12,7 @@ ingest or a read: a week that could not be created in time is stored in the defa
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
@@ -35,6 +36,10 @@ _CREATE_LOCK_KEY = 7_261_154_380_123_009
 
 # Week starts known to have a partition (per process; a cache, never the source of truth).
 _known_weeks: set[datetime] = set()
+# Weeks whose creation failed, and when: retried after _RETRY_AFTER, so a busy table does not
+# make every batch wait on the lock again.
+_failed_at: dict[datetime, float] = {}
+_RETRY_AFTER = 60.0
 
 
 def week_start(moment: datetime) -> datetime:
@@ -67,7 +72,12 @@ def missing_weeks(moments: Iterable[datetime], *, now: datetime | None = None) -
     wanted: set[datetime] = set()
     for start in {week_start(moment) for moment in moments}:
         wanted.update((start, start + WEEK))
-    return {start for start in wanted - _known_weeks if in_horizon(start, now=now)}
+    retry_from = time.monotonic() - _RETRY_AFTER
+    return {
+        start
+        for start in wanted - _known_weeks
+        if in_horizon(start, now=now) and _failed_at.get(start, retry_from) <= retry_from
+    }
 
 
 async def existing_weeks(connection: AsyncConnection) -> set[datetime]:
@@ -99,6 +109,11 @@ async def ensure_weeks(engine: AsyncEngine, weeks: Iterable[datetime]) -> set[da
         _known_weeks.update(await existing_weeks(connection))
         await connection.commit()
         for start in sorted(wanted - _known_weeks):
+            if await _default_holds(connection, start):
+                # Rows of this week were stored before its partition existed: it stays in the
+                # default partition (creating it now would fail after scanning that partition).
+                _failed_at[start] = float("inf")
+                continue
             try:
                 async with connection.begin():
                     await connection.execute(text(f"SET LOCAL lock_timeout = '{_LOCK_TIMEOUT}'"))
@@ -113,6 +128,7 @@ async def ensure_weeks(engine: AsyncEngine, weeks: Iterable[datetime]) -> set[da
                         )
                     )
             except DBAPIError as exc:
+                _failed_at[start] = time.monotonic()
                 logger.warning(
                     "partitions.create_skipped",
                     extra={"week": start.date().isoformat(), "error": str(exc.orig)},
@@ -121,6 +137,19 @@ async def ensure_weeks(engine: AsyncEngine, weeks: Iterable[datetime]) -> set[da
             _known_weeks.add(start)
             logger.info("partitions.created", extra={"week": start.date().isoformat()})
     return set(_known_weeks)
+
+
+async def _default_holds(connection: AsyncConnection, start: datetime) -> bool:
+    found = await connection.execute(
+        text(
+            f"SELECT 1 FROM {DEFAULT_PARTITION} WHERE stage_at >= :start AND stage_at < :end"
+            " LIMIT 1"
+        ),
+        {"start": start, "end": start + WEEK},
+    )
+    held = found.first() is not None
+    await connection.commit()
+    return held
 
 
 async def ensure_ahead(engine: AsyncEngine, *, now: datetime | None = None) -> None:
