@@ -37,8 +37,16 @@ def _split_csv(value: object) -> object:
 
 
 def default_workers() -> int:
-    """The CPUs this process may run on, at most 4."""
-    return max(1, min(4, len(os.sched_getaffinity(0))))
+    """The CPUs this process may use (its affinity, and in a container the cgroup's CPU quota),
+    at most 4."""
+    cpus = len(os.sched_getaffinity(0))
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, -(-int(quota) // int(period)))
+    except (OSError, ValueError):
+        pass  # no cgroup v2 CPU controller here: the affinity is all there is
+    return max(1, min(4, cpus))
 
 
 class Settings(BaseSettings):
@@ -58,8 +66,8 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".audit-timeline")
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
-    # `serve` worker processes on the one port (each its own event loop and database pool of
-    # up to 20 connections). Default: the CPUs this process may use, at most 4.
+    # `serve` worker processes on the one port (each its own event loop, ~120 MB, and database
+    # pool of up to 20 connections). Default: the CPUs this process may use, at most 4.
     workers: int = Field(default_factory=lambda: default_workers(), ge=1, le=32)
     # Set by `serve` for its workers (prometheus_client's own variable, no prefix): where
     # they keep the metric values that /metrics sums.
