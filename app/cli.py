@@ -382,12 +382,17 @@ def _prune(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _run_prune(url: str, cutoff: datetime) -> tuple[int, int]:
-    from app.audit import queries
-    from app.db import make_engine
+    from app.audit import queries, rollups
+    from app.db import make_engine, make_sessionmaker
 
     engine = make_engine(url, pool_size=1)
     try:
-        return await queries.delete_older_than(engine, cutoff=cutoff)
+        deleted = await queries.delete_older_than(engine, cutoff=cutoff)
+        # Dropped partitions fired no trigger: forget the rollup's hours before the cutoff
+        # (all their events are gone now; the hour the cutoff falls in was kept by triggers).
+        async with make_sessionmaker(engine).begin() as session:
+            await rollups.delete_rollups_before(session, cutoff=rollups.floor_hour(cutoff))
+        return deleted
     finally:
         await engine.dispose()
 

@@ -69,7 +69,7 @@ def _clean_tables(request: pytest.FixtureRequest) -> Iterator[None]:
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(
                 "TRUNCATE audit_event, quarantined_item, file_checkpoint, poll_checkpoint,"
-                " coverage_hourly"
+                " coverage_hourly, event_rollup_hourly"
                 " RESTART IDENTITY"
             )
 

@@ -14,6 +14,7 @@ import pytest
 
 from tests.builders import audit_event, event_list
 from tests.conftest import TEST_REDACTION_KEY, query_all
+from tests.web.test_rollups import assert_rollups_match
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -44,6 +45,9 @@ async def test_prune_deletes_only_what_is_older(
     kept = {row[0] for row in query_all(database_url, "SELECT audit_id FROM audit_event")}
     assert kept == {events[0]["auditID"], events[1]["auditID"]}
     assert query_all(database_url, "SELECT count(*) FROM quarantined_item") == [(1,)]
+    # Dropped partitions fire no trigger: prune forgot their rollup hours itself.
+    assert_rollups_match(database_url)
+    assert query_all(database_url, "SELECT count(*) FROM event_rollup_hourly") == [(2,)]
     refused = await asyncio.to_thread(prune, env, "0")
     assert refused.returncode == 2
     assert "from 1 to 36500" in refused.stderr

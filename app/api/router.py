@@ -17,14 +17,15 @@ from starlette.background import BackgroundTask
 
 from app.access import require
 from app.api.openapi import error_responses
-from app.audit import queries
+from app.audit import export_sql, queries, rollups
 from app.audit.changes import change_out
-from app.audit.export import CSV_HEADER, csv_header, csv_row, export_filename, ndjson_row
+from app.audit.export import CSV_HEADER, csv_header, export_filename
 from app.audit.normalize import reconstruct_event
 from app.audit.schemas import (
     AuditEventDetail,
     EventPage,
     FacetCounts,
+    FacetSample,
     FacetValue,
     QuarantinedOut,
     QuarantinePage,
@@ -42,7 +43,6 @@ router = APIRouter(tags=["events"], responses=error_responses(400, 401, 403, 422
 quarantine_router = APIRouter(tags=["quarantine"], responses=error_responses(401, 403, 422, 503))
 QUARANTINE_PREVIEW_BYTES = 4096
 
-_EXPORT_CHUNK_ROWS = 500
 EXPORT_DOC = (
     "All events matching the filters (cursor and limit are ignored), newest first. Columns: "
     + ", ".join(CSV_HEADER)
@@ -64,13 +64,15 @@ async def list_events(f: Annotated[TimelineFilter, Query()], session: SessionDep
     response_model=FacetCounts,
 )
 async def facets(f: Annotated[TimelineFilter, Query()], session: SessionDep) -> FacetCounts:
-    counts = await queries.facet_counts(session, f)
+    counts = await rollups.facet_counts(session, f, now=datetime.now(UTC))
     return FacetCounts(
-        sample=queries.FACET_SAMPLE,
-        group_sample=queries.GROUP_FACET_SAMPLE,
+        sampled={
+            facet: FacetSample(newest=sample.newest, matching=sample.matching)
+            for facet, sample in counts.sampled.items()
+        },
         facets={
             facet: [FacetValue(value=value, count=count) for value, count in pairs]
-            for facet, pairs in counts.items()
+            for facet, pairs in counts.counts.items()
         },
     )
 
@@ -104,35 +106,32 @@ async def _export_response(
 ) -> StreamingResponse:
     sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
     base_url = str(request.base_url)
+    fmt: export_sql.ExportFormat = "csv" if extension == "csv" else "ndjson"
     session = sessionmaker()
-    rows = queries.stream_export_rows(session, f)
+    # PostgreSQL renders the finished lines (export_sql: byte-identical to export.py's).
+    chunks = export_sql.stream_export(session, f, fmt=fmt, base_url=base_url)
     try:
-        # The first row is fetched before answering, so a database error is still a 503.
-        first = await anext(rows, None)
+        # The first batch is fetched before answering, so a database error is still a 503.
+        first = await anext(chunks, None)
     except BaseException:
         await session.close()
         raise
-    to_line = csv_row if extension == "csv" else ndjson_row
 
     async def close() -> None:
         # Idempotent: from the body when it ends, and as the response's background task for a
         # client that left before the body started (then the body's finally never runs).
-        await rows.aclose()
+        await chunks.aclose()
         await session.close()
 
-    async def body() -> AsyncIterator[str]:
+    async def body() -> AsyncIterator[str | bytes]:
         try:
             if extension == "csv":
                 yield csv_header()
             if first is None:
                 return
-            chunk = [to_line(first, base_url=base_url)]
-            async for row in rows:
-                chunk.append(to_line(row, base_url=base_url))
-                if len(chunk) >= _EXPORT_CHUNK_ROWS:
-                    yield "".join(chunk)
-                    chunk = []
-            yield "".join(chunk)
+            yield first
+            async for chunk in chunks:
+                yield chunk
         finally:
             await close()
 

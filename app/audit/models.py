@@ -12,12 +12,14 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Column,
     DateTime,
     Identity,
     Index,
     Integer,
     LargeBinary,
     Sequence,
+    Table,
     Text,
     UniqueConstraint,
     func,
@@ -184,6 +186,36 @@ class CoverageHourly(Base):
     response_bodies: Mapped[int] = mapped_column(BigInteger)
     other_stages: Mapped[int] = mapped_column(BigInteger)
     last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+# --- Rollup of audit_event: exact counts for the timeline's histogram, totals and facets ---
+# Kept by the statement-level triggers audit_event_rollup_{insert,update,delete} (migration
+# 2026-11-28-2230) from the rows each statement actually changed, in the same transaction:
+# stage_events counts stored stage-events, requests those flagged is_request_row (one per
+# request), so both units of the timeline are exact. response_code keeps NULLs (a unique index
+# with NULLS NOT DISTINCT), so filters read it as they read audit_event. Dropping a partition
+# fires nothing: prune calls rollups.delete_rollups_before.
+# Only dimensions with few values: hour x namespace or x user hardly compresses (measured:
+# about one rollup row per event at 2M events), and would double the cost of every insert.
+ROLLUP_DIMENSIONS = ("cluster", "verb", "stage", "response_code")
+event_rollup_hourly = Table(
+    "event_rollup_hourly",
+    Base.metadata,
+    Column("hour", DateTime(timezone=True), nullable=False),
+    Column("cluster", Text, nullable=False),
+    Column("verb", Text, nullable=False),
+    Column("stage", Text, nullable=False),
+    Column("response_code", Integer, nullable=True),
+    Column("stage_events", BigInteger, nullable=False),
+    Column("requests", BigInteger, nullable=False),
+    Index(
+        "ux_event_rollup_hourly_key",
+        "hour",
+        *ROLLUP_DIMENSIONS,
+        unique=True,
+        postgresql_nulls_not_distinct=True,
+    ),
+)
 
 
 class QuarantinedItem(Base):

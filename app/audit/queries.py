@@ -11,14 +11,16 @@ import json
 import logging
 from collections.abc import AsyncGenerator, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, and_, func, or_, select, text, tuple_
+from sqlalchemy import ColumnElement, and_, func, or_, select, text, tuple_, union
 from sqlalchemy import delete as sa_delete
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.orm import defer
+from sqlalchemy.sql.base import ReadOnlyColumnCollection
 
 from app.audit import partitions
 from app.audit.intake import QuarantineRow, conflict_row
@@ -86,7 +88,8 @@ def _array_literal(items: Sequence[str]) -> str:
 _COPY_ROWS_PER_YIELD = 500
 
 
-async def _driver_connection(session: AsyncSession) -> Any:
+async def driver_connection(session: AsyncSession) -> Any:
+    """The psycopg connection under the session's (for COPY)."""
     connection = await session.connection()
     raw = (await connection.get_raw_connection()).driver_connection
     assert raw is not None  # an open pool connection always has its driver connection
@@ -134,7 +137,7 @@ async def insert_events(
     requests = sorted({(row["cluster"], row["audit_id"]) for row in rows})
     clusters = [cluster for cluster, _ in requests]
     audit_ids = [audit_id for _, audit_id in requests]
-    raw = await _driver_connection(session)
+    raw = await driver_connection(session)
     async with raw.cursor() as cursor:
         # Whoever stores stages of a request holds its lock until commit: what this reads of
         # the batch's requests cannot change before this transaction ends.
@@ -212,7 +215,7 @@ async def insert_quarantined(
         return 0
     # COPY into a staging table, then one INSERT ... SELECT in arrival order: the first copy of
     # repeated bytes wins, and nothing is compiled per row on the event loop.
-    raw = await _driver_connection(session)
+    raw = await driver_connection(session)
     async with raw.cursor() as cursor:
         await _copy_to_staging(
             cursor,
@@ -286,9 +289,11 @@ async def store_batch(
     )
 
 
-def _group_condition(resource: str, group: str) -> ColumnElement[bool]:
+def _group_condition(
+    resource: str, group: str, columns: Columns | None = None
+) -> ColumnElement[bool]:
     aliases = group_aliases(resource, canonical_group(resource, group))
-    stored = func.coalesce(AuditEvent.api_group, "")
+    stored = func.coalesce((columns or _EVENT).api_group, "")
     return stored.in_(aliases)
 
 
@@ -296,19 +301,26 @@ def _like_escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _user_condition(users: Sequence[str]) -> ColumnElement[bool]:
+def _user_condition(users: Sequence[str], columns: Columns) -> ColumnElement[bool]:
     # "name*" is a prefix (LIKE 'name%', served by the text_pattern_ops indexes).
     exact = [u for u in users if not u.endswith("*")]
     prefixes = [_like_escape(u.rstrip("*")) + "%" for u in users if u.endswith("*")]
     ors: list[ColumnElement[bool]] = []
-    for column in (AuditEvent.username, AuditEvent.impersonated_user):
+    for column in (columns.username, columns.impersonated_user):
         if exact:
             ors.append(column.in_(exact))
         ors += [column.like(p, escape="\\") for p in prefixes]
     return or_(*ors)
 
 
-def _filter_conditions(f: TimelineFilter) -> list[ColumnElement[bool]]:
+# The columns a filter reads: audit_event's, or a rollup's (the same names).
+Columns = ReadOnlyColumnCollection[str, Any]
+_EVENT: Columns = AuditEvent.__table__.c
+
+
+def dimension_conditions(f: TimelineFilter, columns: Columns) -> list[ColumnElement[bool]]:
+    """The filter's conditions on the columns a rollup keeps too (resource, namespace, user,
+    verb, cluster, stage, status), on columns (audit_event's or a rollup's)."""
     conditions: list[ColumnElement[bool]] = []
     if f.resource:
         ors = []
@@ -316,19 +328,43 @@ def _filter_conditions(f: TimelineFilter) -> list[ColumnElement[bool]]:
             resource_group, _, sub = value.partition("/")
             # "networkpolicies" is any group; "networkpolicies.projectcalico.org" one group.
             resource, _, group = resource_group.partition(".")
-            parts = [AuditEvent.resource == resource]
+            parts = [columns.resource == resource]
             if group:
-                parts.append(_group_condition(resource, group))
+                parts.append(_group_condition(resource, group, columns))
             if not sub:
-                parts.append(AuditEvent.subresource.is_(None))
+                parts.append(columns.subresource.is_(None))
             elif sub != "*":
-                parts.append(AuditEvent.subresource == sub)
+                parts.append(columns.subresource == sub)
             ors.append(and_(*parts))
         conditions.append(or_(*ors))
     if f.namespace:
-        conditions.append(AuditEvent.namespace.in_(f.namespace))
+        conditions.append(columns.namespace.in_(f.namespace))
     if f.user:
-        conditions.append(_user_condition(f.user))
+        conditions.append(_user_condition(f.user, columns))
+    if f.stage:
+        conditions.append(columns.stage.in_(f.stage))
+    if f.verb:
+        conditions.append(columns.verb.in_(f.verb))
+    elif f.is_changes_only():
+        conditions.append(columns.verb.in_(CHANGE_VERBS))
+    if f.cluster:
+        conditions.append(columns.cluster.in_(f.cluster))
+    code = columns.response_code
+    if f.status == "success":
+        conditions.append(code < 400)
+    elif f.status == "failure":
+        conditions.append(code >= 400)
+    elif f.status is not None and f.status.endswith("xx"):
+        low = int(f.status[0]) * 100
+        conditions.append(code.between(low, low + 99))
+    elif f.status is not None:
+        conditions.append(code == int(f.status))
+    return conditions
+
+
+def event_only_conditions(f: TimelineFilter) -> list[ColumnElement[bool]]:
+    """The filter's conditions on what no rollup keeps (groups, the object-name substring)."""
+    conditions: list[ColumnElement[bool]] = []
     if f.group:
         conditions.append(
             or_(
@@ -336,46 +372,128 @@ def _filter_conditions(f: TimelineFilter) -> list[ColumnElement[bool]]:
                 AuditEvent.impersonated_groups.overlap(f.group),
             )
         )
-    if f.is_per_request():
-        # Bare column (not IS TRUE): the partial indexes' predicate must match it literally.
-        conditions.append(AuditEvent.is_request_row.expression)
-    if f.stage:
-        conditions.append(AuditEvent.stage.in_(f.stage))
-    if f.verb:
-        conditions.append(AuditEvent.verb.in_(f.verb))
-    elif f.is_changes_only():
-        conditions.append(AuditEvent.verb.in_(CHANGE_VERBS))
-    if f.cluster:
-        conditions.append(AuditEvent.cluster.in_(f.cluster))
-    since = f.effective_since(datetime.now(UTC))
-    if since is not None:
-        conditions.append(AuditEvent.stage_at >= since)
-    if f.until is not None:
-        conditions.append(AuditEvent.stage_at < f.until)
-    if f.status == "success":
-        conditions.append(AuditEvent.response_code < 400)
-    elif f.status == "failure":
-        conditions.append(AuditEvent.response_code >= 400)
-    elif f.status is not None and f.status.endswith("xx"):
-        low = int(f.status[0]) * 100
-        conditions.append(AuditEvent.response_code.between(low, low + 99))
-    elif f.status is not None:
-        conditions.append(AuditEvent.response_code == int(f.status))
     if f.q:
         conditions.append(AuditEvent.name.ilike(f"%{_like_escape(f.q)}%", escape="\\"))
     return conditions
 
 
+def time_conditions(since: datetime | None, until: datetime | None) -> list[ColumnElement[bool]]:
+    """stage_at within [since, until) (either bound may be open)."""
+    conditions: list[ColumnElement[bool]] = []
+    if since is not None:
+        conditions.append(AuditEvent.stage_at >= since)
+    if until is not None:
+        conditions.append(AuditEvent.stage_at < until)
+    return conditions
+
+
+def export_conditions(f: TimelineFilter) -> list[ColumnElement[bool]]:
+    """Every condition of f on audit_event (its cursor ignored): what an export selects."""
+    return _filter_conditions(f.model_copy(update={"cursor": None}))
+
+
+def _filter_conditions(f: TimelineFilter) -> list[ColumnElement[bool]]:
+    conditions = [*dimension_conditions(f, _EVENT), *event_only_conditions(f)]
+    if f.is_per_request():
+        # Bare column (not IS TRUE): the partial indexes' predicate must match it literally.
+        conditions.append(AuditEvent.is_request_row.expression)
+    return conditions + time_conditions(f.effective_since(datetime.now(UTC)), f.until)
+
+
+# What a listed row never shows: the bodies and the event as received (loading them for a page
+# of 50 rows costs more than the rest of the row; touching them on a listed row is a bug).
+_UNLISTED = tuple(
+    defer(column, raiseload=True)
+    for column in (
+        AuditEvent.raw,
+        AuditEvent.request_object,
+        AuditEvent.response_object,
+        AuditEvent.source_meta,
+    )
+)
+# At most this many (column, user) ordered scans; past that (a prefix matching many users) the
+# page is one scan over every match, still exact. Each scan is planned per weekly partition:
+# 80 of them (kube-system's 40 service accounts, both columns) cost 60 ms of planning alone
+# at 2M events (bench/scale.py).
+MAX_USER_SCANS = 16
+_USER_COLUMNS = ("username", "impersonated_user")
+
+
+async def _prefix_users(session: AsyncSession, column: str, prefix: str) -> list[str] | None:
+    """The distinct stored values of column starting with prefix, by a loose index scan of its
+    text_pattern_ops index (one probe per value); None when there are more than
+    MAX_USER_SCANS."""
+    assert column in _USER_COLUMNS
+    pattern = _like_escape(prefix) + "%"
+    rows = await session.execute(
+        text(
+            "WITH RECURSIVE found(value) AS ("
+            f" (SELECT {column} FROM audit_event WHERE {column} LIKE :pattern"
+            f" ORDER BY {column} USING ~<~ LIMIT 1)"
+            " UNION ALL"
+            f" SELECT (SELECT {column} FROM audit_event WHERE {column} LIKE :pattern"
+            f" AND {column} ~>~ found.value ORDER BY {column} USING ~<~ LIMIT 1)"
+            " FROM found WHERE found.value IS NOT NULL)"
+            " SELECT value FROM found WHERE value IS NOT NULL LIMIT :limit"
+        ),
+        {"pattern": pattern, "limit": MAX_USER_SCANS + 1},
+    )
+    values = [str(value) for (value,) in rows.all()]
+    return values if len(values) <= MAX_USER_SCANS else None
+
+
+async def _user_branches(
+    session: AsyncSession, users: Sequence[str]
+) -> list[ColumnElement[bool]] | None:
+    """The user filter as one equality per (column, user): each an ordered scan of that
+    column's (col, stage_at, id) index. None when that would be more than MAX_USER_SCANS."""
+    branches: list[ColumnElement[bool]] = []
+    for name in _USER_COLUMNS:
+        column = _EVENT[name]
+        values = [u for u in users if not u.endswith("*")]
+        for prefix in (u.rstrip("*") for u in users if u.endswith("*")):
+            found = await _prefix_users(session, name, prefix)
+            if found is None:
+                return None
+            values += found
+        branches += [column == value for value in dict.fromkeys(values)]
+    return branches if len(branches) <= MAX_USER_SCANS else None
+
+
 async def timeline(
     session: AsyncSession, f: TimelineFilter
 ) -> tuple[Sequence[AuditEvent], str | None]:
-    """One page of matching events, newest first, and the cursor of the next page (or None)."""
-    stmt = select(AuditEvent).where(*_filter_conditions(f))
+    """One page of matching events, newest first, and the cursor of the next page (or None).
+    Only the listed columns are loaded (not the raw event nor the bodies)."""
+    keyset: list[ColumnElement[bool]] = []
     if f.cursor:
         after = Cursor.decode(f.cursor)
-        stmt = stmt.where(tuple_(AuditEvent.stage_at, AuditEvent.id) < (after.stage_at, after.id))
-    stmt = stmt.order_by(AuditEvent.stage_at.desc(), AuditEvent.id.desc()).limit(f.limit + 1)
-    rows = (await session.scalars(stmt)).all()
+        keyset.append(tuple_(AuditEvent.stage_at, AuditEvent.id) < (after.stage_at, after.id))
+    newest = (AuditEvent.stage_at.desc(), AuditEvent.id.desc())
+    stmt = select(AuditEvent).options(*_UNLISTED)
+    branches = await _user_branches(session, f.user) if f.user else None
+    if branches is not None:
+        # "User or impersonated user": an OR over two columns cannot follow one index in time
+        # order, so each (column, user) is its own ordered index scan with the page's LIMIT,
+        # and the page is the newest of their union.
+        others = [*_filter_conditions(f.model_copy(update={"user": []})), *keyset]
+        scans = [
+            select(AuditEvent.stage_at, AuditEvent.id)
+            .where(*others, branch)
+            .order_by(*newest)
+            .limit(f.limit + 1)
+            .subquery()
+            for branch in branches
+        ]
+        if not scans:
+            return [], None
+        keys = union(*(select(scan.c.stage_at, scan.c.id) for scan in scans)).subquery()
+        stmt = stmt.join(
+            keys, and_(AuditEvent.id == keys.c.id, AuditEvent.stage_at == keys.c.stage_at)
+        )
+    else:
+        stmt = stmt.where(*_filter_conditions(f), *keyset)
+    rows = (await session.scalars(stmt.order_by(*newest).limit(f.limit + 1))).all()
     if len(rows) <= f.limit:
         return rows, None
     last = rows[f.limit - 1]
@@ -469,32 +587,10 @@ async def ping_database(session: AsyncSession) -> None:
 
 # --- Dashboard: facet counts, histogram, object history, previous versions, export stream ---
 
-# Facet name (a TimelineFilter list field) -> the column it counts.
-# Facet counts look at the newest events of the selection only: pickers stay fast at any size.
-FACET_SAMPLE = 20_000
-GROUP_FACET_SAMPLE = 2_000
-FACET_COLUMNS: dict[str, Any] = {
-    "resource": AuditEvent.resource,
-    "namespace": AuditEvent.namespace,
-    "user": AuditEvent.username,
-    "verb": AuditEvent.verb,
-    "cluster": AuditEvent.cluster,
-    "stage": AuditEvent.stage,
-}
 # Responses that are a version of the object (the whole object, not a Status or a Scale).
 _VERSION_SUBRESOURCES = ("status",)
 _NON_VERSION_VERBS = ("list", "watch", "deletecollection")
 _DELETE_VERBS = ("delete", "deletecollection")
-
-
-@dataclass(frozen=True)
-class Bucket:
-    """One histogram bar: [start, end) with how many events and how many failed."""
-
-    start: datetime
-    end: datetime
-    count: int
-    failures: int
 
 
 @dataclass(frozen=True)
@@ -507,104 +603,6 @@ class ObjectKey:
     name: str
     # Canonical API group ("" for core); None matches any group (a URL that named none).
     group: str | None = None
-
-
-async def facet_counts(
-    session: AsyncSession, f: TimelineFilter, *, limit: int = 50
-) -> dict[str, list[tuple[str, int]]]:
-    """Per facet, its most frequent values among the newest FACET_SAMPLE events matching all
-    the *other* filters (bounded work, however many events the range holds)."""
-    # Facets whose "other filters" are the same share one scan (GROUPING SETS): with no facet
-    # selected, that is a single pass over the matching events instead of four.
-    groups: dict[str, tuple[TimelineFilter, list[str]]] = {}
-    for facet in FACET_COLUMNS:
-        others = f.model_copy(update={facet: [], "cursor": None})
-        groups.setdefault(others.model_dump_json(), (others, []))[1].append(facet)
-    counts: dict[str, list[tuple[str, int]]] = {facet: [] for facet in FACET_COLUMNS}
-    for others, facets in groups.values():
-        recent = (
-            select(*(FACET_COLUMNS[facet].label(facet) for facet in facets))
-            .where(*_filter_conditions(others))
-            .order_by(AuditEvent.stage_at.desc(), AuditEvent.id.desc())
-            .limit(FACET_SAMPLE)
-            .subquery()
-        )
-        columns = [recent.c[facet] for facet in facets]
-        flags = [func.grouping(column) for column in columns]
-        stmt = select(*columns, *flags, func.count()).group_by(func.grouping_sets(*columns))
-        for row in (await session.execute(stmt)).all():
-            values, grouped, n = row[: len(columns)], row[len(columns) : -1], row[-1]
-            for facet, value, flag in zip(facets, values, grouped, strict=True):
-                if flag == 0 and value is not None:
-                    counts[facet].append((str(value), int(n)))
-    counts["group"] = await _group_counts(session, f)
-    return {
-        facet: sorted(pairs, key=lambda pair: (-pair[1], pair[0]))[:limit]
-        for facet, pairs in counts.items()
-    }
-
-
-async def _group_counts(session: AsyncSession, f: TimelineFilter) -> list[tuple[str, int]]:
-    # Groups are arrays, outside the covering index: reading them costs a heap fetch per row,
-    # so they are counted over a smaller newest sample (a few groups repeat across all users).
-    others = f.model_copy(update={"group": [], "cursor": None})
-    recent = (
-        select(AuditEvent.user_groups.label("groups"))
-        .where(*_filter_conditions(others))
-        .order_by(AuditEvent.stage_at.desc(), AuditEvent.id.desc())
-        .limit(GROUP_FACET_SAMPLE)
-        .subquery()
-    )
-    group = func.unnest(recent.c.groups).table_valued("value").render_derived()
-    stmt = select(group.c.value, func.count()).select_from(recent).join(group, text("true"))
-    rows = (await session.execute(stmt.group_by(group.c.value))).all()
-    return [(str(value), int(n)) for value, n in rows if value is not None]
-
-
-async def histogram(
-    session: AsyncSession, f: TimelineFilter, *, now: datetime, bars: int = 48
-) -> list[Bucket]:
-    """Events per time bucket over the filter's range (or the matching events' own span)."""
-    conditions = _filter_conditions(f.model_copy(update={"cursor": None}))
-    start = f.effective_since(now)
-    end = f.until or (now if f.window else None)
-    if start is None or end is None:
-        first, last = (
-            await session.execute(
-                select(func.min(AuditEvent.stage_at), func.max(AuditEvent.stage_at)).where(
-                    *conditions
-                )
-            )
-        ).one()
-        if first is None or last is None:
-            return []
-        start = start or first
-        end = end or last + timedelta(seconds=1)
-    if end <= start:
-        return []
-    width = max((end - start) / bars, timedelta(seconds=1))
-    offset = func.extract("epoch", AuditEvent.stage_at - start) / width.total_seconds()
-    index = func.least(func.floor(offset).cast(Integer), bars - 1).label("bucket")
-    stmt = (
-        select(
-            index,
-            func.count(),
-            func.count().filter(AuditEvent.response_code >= 400),
-        )
-        .where(*conditions)
-        .group_by(index)
-    )
-    counts = {int(b): (int(n), int(bad)) for b, n, bad in (await session.execute(stmt)).all()}
-    total_bars = min(bars, max(1, -(-(end - start) // width)))
-    return [
-        Bucket(
-            start=start + width * i,
-            end=min(start + width * (i + 1), end),
-            count=counts.get(i, (0, 0))[0],
-            failures=counts.get(i, (0, 0))[1],
-        )
-        for i in range(total_bars)
-    ]
 
 
 def _object_conditions(key: ObjectKey) -> list[ColumnElement[bool]]:
@@ -749,7 +747,7 @@ async def stream_export_rows(
     columns = [getattr(AuditEvent, field).label(field) for field in EXPORT_FIELDS]
     stmt = (
         select(*columns)
-        .where(*_filter_conditions(f.model_copy(update={"cursor": None})))
+        .where(*export_conditions(f))
         .order_by(AuditEvent.stage_at.desc(), AuditEvent.id.desc())
         .execution_options(yield_per=batch_size)
     )

@@ -358,13 +358,19 @@ class FacetValue(BaseModel):
     count: int
 
 
-class FacetCounts(BaseModel):
-    """Per facet, the most frequent values among the newest `sample` matching events (`group`:
-    among the newest `group_sample`); each facet ignores its own filter (so a picker shows the
-    alternatives)."""
+class FacetSample(BaseModel):
+    newest: int = Field(description="The counts cover only this many newest matching events")
+    matching: int | None = Field(description="How many events matched in all (null: unknown)")
 
-    sample: int
-    group_sample: int
+
+class FacetCounts(BaseModel):
+    """Per facet, its most frequent values among the events matching all the *other* filters
+    (so a picker shows the alternatives). Counts are exact over every matching event, except
+    for the facets listed in `sampled`: there more events matched than are counted row by row
+    (namespace, resource, user and group are kept by no rollup), and the counts cover the
+    newest `newest` only."""
+
+    sampled: dict[str, FacetSample]
     facets: dict[str, list[FacetValue]]
 
 

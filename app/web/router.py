@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from app.audit import gaps, queries, request_rows
+from app.audit import gaps, queries, request_rows, rollups
 from app.audit.normalize import canonical_group
 from app.audit.queries import ObjectKey
 from app.audit.schemas import WINDOWS, TimelineFilter
@@ -131,20 +131,47 @@ async def timeline(request: Request, session: SessionDep) -> HTMLResponse:
     if shown.cursor and is_partial_request(request):
         # Infinite scroll: just the next page of rows.
         return render(request, "timeline/page.html", partial="timeline/_rows.html", **context)
-    facets = await queries.facet_counts(session, shown)
-    buckets = await queries.histogram(session, shown, now=now)
+    facets = await rollups.facet_counts(session, shown, now=now)
+    # The count is cheap from the rollups; otherwise it comes with the histogram.
+    total = (
+        await rollups.matching_count(session, shown, now=now)
+        if rollups.is_rollup_filter(shown)
+        else None
+    )
     return render(
         request,
         "timeline/page.html",
         partial="timeline/_timeline.html",
-        facets=facets,
-        facet_sample=queries.FACET_SAMPLE,
-        group_facet_sample=queries.GROUP_FACET_SAMPLE,
-        buckets=buckets,
+        facets=facets.counts,
+        facets_sampled=facets.sampled,
+        total=total,
         windows=list(WINDOWS),
         pickers=PICKERS,
         presets=PRESETS,
         **context,
+    )
+
+
+@router.get("/histogram", response_class=HTMLResponse, name="histogram")
+async def histogram(request: Request, session: SessionDep) -> HTMLResponse:
+    """The timeline's histogram, in its own request so the list paints first (htmx loads it
+    into the page; without JavaScript it is a page of its own)."""
+    parsed, errors, typed = parse_filter(request)
+    shown = dashboard_filter(parsed)
+    now = datetime.now(UTC)
+    buckets = await rollups.histogram(session, shown, now=now)
+    return render(
+        request,
+        "timeline/histogram_page.html",
+        partial="timeline/_histogram.html",
+        filters=shown,
+        buckets=buckets,
+        total=sum(b.count for b in buckets),
+        count_known=rollups.is_rollup_filter(shown),
+        now=now,
+        errors=errors,
+        unit="request" if shown.is_per_request() else "stage-event",
+        unit_plural="requests" if shown.is_per_request() else "stage-events",
     )
 
 

@@ -147,19 +147,52 @@ async def test_filters_facets_and_histogram(web: httpx.AsyncClient, spy: Templat
     # A facet counts what matches the *other* filters: both namespaces stay selectable.
     assert dict(context["facets"]["namespace"]) == {"payments": 3, "frontend": 1}
     assert dict(context["facets"]["resource"]) == {"networkpolicies": 3}
-    assert sum(bucket.count for bucket in context["buckets"]) == 3
+    # Namespaces are kept by no rollup: the count comes with the histogram.
+    assert context["total"] is None
+    await web.get("/histogram", params={"namespace": "payments"})
+    assert sum(bucket.count for bucket in spy.context["buckets"]) == 3
     await web.get("/", params={"status": "failure"})
     assert [row.event.response_code for row in spy.context["rows"]] == [403]
+    assert spy.context["total"] == 1
+    await web.get("/histogram", params={"status": "failure"})
     assert sum(bucket.failures for bucket in spy.context["buckets"]) == 1
-    await web.get("/", params={"q": "allow"})
+    page = await web.get("/", params={"q": "allow"})
     assert {row.name for row in spy.context["rows"]} == {"allow-web"}
+    shown = len(spy.context["rows"])
+    # A name substring is kept by no rollup: the count comes with the histogram.
+    assert spy.context["total"] is None
+    assert "Counting the matching requests" in page.text
+    histogram = await web.get("/histogram", params={"q": "allow"}, headers=HX)
+    assert spy.template == "timeline/_histogram.html"
+    assert 'id="match-summary" hx-swap-oob="true"' in histogram.text
+    assert f'<strong id="match-count">{shown}</strong> matching request' in histogram.text
+
+
+async def test_histogram_loads_in_its_own_request_and_without_javascript(
+    web: httpx.AsyncClient, spy: TemplateSpy
+) -> None:
+    await post_events(web, policy_events())
+    page = await web.get("/", params={"namespace": "payments"})
+    # The list is in the page; the histogram is fetched by htmx once it has painted.
+    assert "buckets" not in spy.context
+    slot = page.text.split('<div id="histogram-slot"')[1].split("</div>")[0]
+    assert 'hx-get="/histogram?' in slot
+    assert 'hx-trigger="load"' in slot
+    # Without JavaScript: a link to the histogram as a page of its own.
+    link = slot.split("<noscript>")[1].split('href="')[1].split('"')[0].replace("&amp;", "&")
+    alone = await web.get(link)
+    assert alone.status_code == 200
+    assert spy.template == "timeline/histogram_page.html"
+    assert spy.context["filters"].namespace == ["payments"]
+    assert '<figure id="histogram"' in alone.text
+    assert "Back to the list" in alone.text
 
 
 async def test_histogram_bar_links_narrow_the_range(
     web: httpx.AsyncClient, spy: TemplateSpy
 ) -> None:
     await post_events(web, policy_events())
-    page = await web.get("/")
+    page = await web.get("/histogram")
     bucket = next(b for b in spy.context["buckets"] if b.count)
     assert "since=2026-11-20T10%3A00%3A00Z" in page.text
     assert bucket.start.isoformat().startswith("2026-11-20T10:00:00")

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.audit import queries
+from app.audit import queries, rollups
 from app.audit.models import AuditEvent
 from app.audit.queries import ObjectKey
 from app.audit.schemas import TimelineFilter
@@ -41,16 +41,32 @@ async def rows_of(session: AsyncSession) -> list[AuditEvent]:
     return list((await session.scalars(stmt)).all())
 
 
-async def test_facet_counts_cover_only_the_newest_sample(
+async def test_facet_counts_are_exact_or_say_they_cover_the_newest_only(
     client: httpx.AsyncClient, app: FastAPI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    old = [event(i, objectRef={"resource": "pods", "namespace": "old"}) for i in range(5)]
-    new = [event(10 + i, objectRef={"resource": "pods", "namespace": "new"}) for i in range(3)]
+    ref = {"resource": "pods", "name": "settings"}
+    old = [event(i, objectRef={**ref, "namespace": "old"}) for i in range(5)]
+    new = [event(10 + i, objectRef={**ref, "namespace": "new"}) for i in range(3)]
     await post_events(client, [*old, *new])
-    monkeypatch.setattr(queries, "FACET_SAMPLE", 4)
+    now = datetime.now(UTC)
     async with app.state.sessionmaker() as session:
-        facets = await queries.facet_counts(session, TimelineFilter())
-    assert facets["namespace"] == [("new", 3), ("old", 1)]
+        exact = await rollups.facet_counts(session, TimelineFilter(), now=now)
+        monkeypatch.setattr(rollups, "FACET_SAMPLE", 4)
+        sampled = await rollups.facet_counts(session, TimelineFilter(), now=now)
+        # A name substring: how many match is not known in advance.
+        named = await rollups.facet_counts(session, TimelineFilter(q="settings"), now=now)
+        few = await rollups.facet_counts(session, TimelineFilter(q="nothing"), now=now)
+    assert exact.counts["namespace"] == [("old", 5), ("new", 3)]
+    assert exact.sampled == {}
+    # Namespaces are counted row by row: over the newest 4 of the 8, and said so.
+    assert sampled.counts["namespace"] == [("new", 3), ("old", 1)]
+    assert sampled.sampled["namespace"] == rollups.Sampled(newest=4, matching=8)
+    # Verbs are kept by the rollup: exact however many match.
+    assert sampled.counts["verb"] == [("update", 8)]
+    assert "verb" not in sampled.sampled
+    assert named.sampled["verb"] == rollups.Sampled(newest=4, matching=None)
+    assert named.counts["namespace"] == [("new", 3), ("old", 1)]
+    assert few.sampled == {}
 
 
 async def test_facet_counts_ignore_their_own_filter(
@@ -66,14 +82,17 @@ async def test_facet_counts_ignore_their_own_filter(
         ],
     )
     async with app.state.sessionmaker() as session:
-        facets = await queries.facet_counts(
-            session, TimelineFilter(namespace=["a"], include_reads=False)
-        )
+        now = datetime.now(UTC)
+        facets = (
+            await rollups.facet_counts(
+                session, TimelineFilter(namespace=["a"], include_reads=False), now=now
+            )
+        ).counts
         assert facets["namespace"] == [("a", 2), ("b", 1)]
         assert facets["resource"] == [("pods", 1), ("secrets", 1)]
         assert facets["verb"] == [("update", 2)]
         assert facets["cluster"] == [("test", 2)]
-        everything = await queries.facet_counts(session, TimelineFilter())
+        everything = (await rollups.facet_counts(session, TimelineFilter(), now=now)).counts
         assert dict(everything["verb"]) == {"update": 3, "get": 1}
 
 
@@ -85,17 +104,17 @@ async def test_histogram_buckets_cover_the_range(client: httpx.AsyncClient, app:
     )  # fmt: skip
     now = datetime.now(UTC)
     async with app.state.sessionmaker() as session:
-        buckets = await queries.histogram(session, TimelineFilter(), now=now, bars=6)
+        buckets = await rollups.histogram(session, TimelineFilter(), now=now, bars=6)
         assert len(buckets) == 6
         assert buckets[0].start == datetime(2026, 11, 20, 10, tzinfo=UTC)
         assert [b.count for b in buckets] == [2, 0, 0, 1, 0, 1]
         assert [b.failures for b in buckets] == [0, 0, 0, 1, 0, 0]
         assert all(a.end == b.start for a, b in zip(buckets, buckets[1:], strict=False))
-        ranged = await queries.histogram(session, TimelineFilter(window="1h"), now=now, bars=4)
+        ranged = await rollups.histogram(session, TimelineFilter(window="1h"), now=now, bars=4)
         assert len(ranged) == 4
         assert sum(b.count for b in ranged) == 0
         assert ranged[-1].end == now
-        none = await queries.histogram(session, TimelineFilter(namespace=["x"]), now=now)
+        none = await rollups.histogram(session, TimelineFilter(namespace=["x"]), now=now)
         assert none == []
 
 

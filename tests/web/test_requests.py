@@ -17,7 +17,7 @@ import psycopg
 import pytest
 from alembic import command
 
-from app.audit import queries
+from app.audit import queries, rollups
 from app.migrate import alembic_config, upgrade_to_head
 from tests.builders import audit_event
 from tests.conftest import query_all
@@ -166,10 +166,13 @@ async def test_timeline_counts_requests_not_stages(
     assert page.status_code == 200
     assert spy.context["filters"].per == "request"
     assert len(spy.context["rows"]) == requests == 30
-    assert sum(b.count for b in spy.context["buckets"]) == requests
     assert f'<strong id="match-count">{requests}</strong> matching requests' in page.text
-    assert sum(n for _, n in spy.context["facets"]["verb"]) == requests
-    assert dict(spy.context["facets"]["namespace"]) == {"ns-0": 15, "ns-1": 15}
+    facets = spy.context["facets"]
+    await web.get("/histogram", params={"limit": "1000"})
+    assert sum(b.count for b in spy.context["buckets"]) == requests
+    assert sum(n for _, n in facets["verb"]) == requests
+    assert dict(facets["namespace"]) == {"ns-0": 15, "ns-1": 15}
+    await web.get("/", params={"limit": "1000"})
     # Each row shows the most complete stage and lists the request's stages.
     for row in spy.context["rows"]:
         index = int(row.event.audit_id.split("-")[1])
@@ -383,10 +386,10 @@ async def test_api_takes_typed_times_as_utc_and_counts_new_facets(
     facets = (await client.get("/api/v1/events/facets", params={"per": "request"})).json()
     assert facets["facets"]["stage"] == [{"value": "ResponseComplete", "count": 5}]
     assert facets["facets"]["group"] == [{"value": "system:authenticated", "count": 5}]
-    assert (facets["sample"], facets["group_sample"]) == (20_000, 2_000)
+    assert facets["sampled"] == {}
 
 
-async def test_group_counts_cover_their_own_newest_sample(
+async def test_group_counts_are_exact_or_say_they_cover_the_newest_only(
     client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     old = [user_event(f"old-{i}", ["old-team"]) for i in range(3)]
@@ -394,10 +397,69 @@ async def test_group_counts_cover_their_own_newest_sample(
     for i, event in enumerate([*old, *new]):
         event["stageTimestamp"] = f"2026-11-20T10:00:0{i}Z"
     await ingest(client, [*old, *new])
-    monkeypatch.setattr(queries, "GROUP_FACET_SAMPLE", 3)
     facets = (await client.get("/api/v1/events/facets")).json()
-    assert facets["group_sample"] == 3
+    assert facets["sampled"] == {}
+    assert facets["facets"]["group"] == [
+        {"value": "old-team", "count": 3},
+        {"value": "new-team", "count": 2},
+    ]
+    # More matching events than are counted row by row: the newest only, and said so.
+    monkeypatch.setattr(rollups, "GROUP_FACET_SAMPLE", 3)
+    facets = (await client.get("/api/v1/events/facets")).json()
+    assert facets["sampled"]["group"] == {"newest": 3, "matching": 5}
     assert facets["facets"]["group"] == [
         {"value": "new-team", "count": 2},
         {"value": "old-team", "count": 1},
     ]
+    page = await client.get("/", params={"per": "stage"})
+    assert "Counts over the newest 3 of 5 matching stage-events only." in page.text
+
+
+@pytest.mark.parametrize("max_user_scans", [16, 1])
+async def test_user_filter_pages_match_the_plain_or(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch, max_user_scans: int
+) -> None:
+    # Each (column, user) is its own ordered scan, merged; past MAX_USER_SCANS the filter is one
+    # plain scan. Either way the pages are the newest matches, each row once.
+    monkeypatch.setattr(queries, "MAX_USER_SCANS", max_user_scans)
+    rng = random.Random(3)
+    names = ["ann", "anna", "andy", "bob", "carl"]
+    events = []
+    for i in range(120):
+        extra: dict[str, Any] = {}
+        if i % 4 == 0:
+            extra["impersonatedUser"] = {"username": rng.choice(names)}
+        events.append(
+            user_event(
+                rng.choice(names),
+                ["g"],
+                stageTimestamp=f"2026-11-20T10:{i // 60:02d}:{i % 60:02d}Z",
+                **extra,
+            )
+        )
+    await ingest(client, events)
+
+    def expected(match: Any) -> list[str]:
+        hits = [
+            e for e in events
+            if match(e["user"]["username"]) or match(e.get("impersonatedUser", {}).get("username"))
+        ]  # fmt: skip
+        return [e["auditID"] for e in sorted(hits, key=lambda e: e["stageTimestamp"])][::-1]
+
+    for users, match in (
+        (["an*"], lambda u: u is not None and u.startswith("an")),
+        (["bob", "carl"], lambda u: u in ("bob", "carl")),
+        (["ann", "c*"], lambda u: u == "ann" or (u or "").startswith("c")),
+    ):
+        seen: list[str] = []
+        cursor = None
+        while True:
+            params: dict[str, Any] = {"user": users, "limit": 7}
+            if cursor:
+                params["cursor"] = cursor
+            page = (await client.get("/api/v1/events", params=params)).json()
+            seen += [item["audit_id"] for item in page["items"]]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        assert seen == expected(match), users
