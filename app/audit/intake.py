@@ -380,15 +380,27 @@ def quarantine_row(
             value = parse_json(item.raw, check=False)
         except UnparsableJson:
             value = item.value
-        inner, _ = unwrap_envelope(value)
-        is_redacted = redactor.redact_event(inner)
+        is_redacted, value = _redact_for_quarantine(value, redactor)
         # ASCII escapes keep NUL and lone surrogates representable in the stored bytes.
         raw = json.dumps(value, ensure_ascii=True).encode() if is_redacted else item.raw
         return QuarantineRow(raw=raw, error=error, origin=item.origin, is_redacted=is_redacted)
     # Received inside a larger document: only the value is left (redacted in place when
-    # normalisation got that far).
-    if is_redacted is None:
-        inner, _ = unwrap_envelope(item.value)
-        is_redacted = redactor.redact_event(inner)
-    raw = json.dumps(item.value, ensure_ascii=True).encode()
-    return QuarantineRow(raw=raw, error=error, origin=item.origin, is_redacted=is_redacted)
+    # normalisation got that far; redacting again changes nothing there).
+    redacted_now, value = _redact_for_quarantine(item.value, redactor)
+    raw = json.dumps(value, ensure_ascii=True).encode()
+    return QuarantineRow(
+        raw=raw, error=error, origin=item.origin, is_redacted=bool(is_redacted) or redacted_now
+    )
+
+
+def _redact_for_quarantine(value: Any, redactor: Redactor) -> tuple[bool, Any]:
+    """Redact the event in value; an envelope whose event is a JSON string (AKS
+    properties.log) gets the redacted event back as its string, since redacting the parsed
+    copy leaves the string, secrets and all, as it was."""
+    inner, _ = unwrap_envelope(value)
+    is_redacted = redactor.redact_event(inner)
+    props = value.get("properties") if isinstance(value, dict) else None
+    if is_redacted and isinstance(props, dict) and isinstance(props.get("log"), str):
+        log = json.dumps(inner, ensure_ascii=True)
+        value = {**value, "properties": {**props, "log": log}}
+    return is_redacted, value

@@ -204,3 +204,19 @@ def test_objects_redacted_by_kind_are_found_by_the_quick_scan_too(
     stored = json.loads(row["response_object"].json_text)["items"][1]
     redacted = stored["status"]["token"] if "Token" in kind_literal else stored["data"]["p"]
     assert redacted.startswith("[redacted:hmac-sha256:")
+
+
+@pytest.mark.parametrize("shape", ["event-list", "ndjson"])
+def test_quarantined_aks_envelope_with_string_log_is_redacted(shape: str) -> None:
+    # The event inside AKS's properties.log string fails normalisation: the quarantined copy
+    # must not keep the secret in that string (it did, before and after parse-once).
+    event = secret_event({"password": SECRET}, stage="Sideways")
+    envelope = {"category": "kube-audit", "properties": {"log": json.dumps(event)}}
+    body = json.dumps(event_list([envelope]) if shape == "event-list" else envelope)
+    (quarantined,) = prepare(body.encode()).quarantined
+    assert quarantined.error.startswith("stage: 'Sideways'")
+    assert SECRET not in quarantined.raw.decode()
+    assert quarantined.is_redacted
+    kept = json.loads(json.loads(quarantined.raw)["properties"]["log"])
+    assert kept["requestObject"]["data"]["password"].startswith("[redacted:hmac-sha256:")
+    assert kept["stage"] == "Sideways"
