@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from app.poller.loop import lock_key
 from tests.conftest import query_all, requires_fixtures
 from tests.pg import TestPostgres
 from tests.poller.es_data import (
@@ -45,8 +46,13 @@ def test_one_of_two_workers_polls(es_url: str, postgres: TestPostgres, tmp_path:
             if {active for active, _ in states} == {True, False}:
                 break
         metrics = httpx.get(f"{base}/metrics").text
+        # The poller's lock, not the short ones ingest and partition creation take meanwhile.
+        key = lock_key(INDEX_PATTERN) & (2**64 - 1)
         locks = query_all(
-            url, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            url,
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            " AND classid = %s AND objid = %s AND objsubid = 1",
+            (key >> 32, key & 0xFFFFFFFF),
         )
     assert {active for active, _ in states} == {True, False}, states
     assert (False, "standby") in states
