@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import json
 import logging
 import signal
@@ -409,6 +408,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
     from app.main import create_app
     from app.startup import access_sentence, listen_urls
+    from app.workers import freeze_for_serving, run_workers
 
     if settings.tls_self_signed:
         tls = _self_signed(settings, settings.tls_hosts or _default_tls_hosts(settings))
@@ -424,23 +424,20 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         asyncio.run(_load_demo(settings, url))
     print(f"audit-timeline: open {' or '.join(listen_urls(settings))}", flush=True)  # noqa: T201
     print(f"audit-timeline: {access_sentence(settings)}", flush=True)  # noqa: T201
-    app = create_app(settings)
-    # Everything loaded so far lives as long as the process: out of the collector's sight, a
-    # full collection during a large batch pauses every thread for ms, not ~0.1 s. Fewer
-    # young-generation passes keep a 50,000-event batch from triggering full ones again and
-    # again (healthz p99 during a maximum batch ~130 ms -> ~25 ms, test_max_batch_latency.py).
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(10_000, 50, 100)
     try:
-        uvicorn.run(
-            app,
-            host=settings.host,
-            port=settings.port,
-            log_config=None,
-            proxy_headers=False,
-            **_tls_options(settings),
-        )
+        if settings.workers > 1:
+            run_workers(settings, **_tls_options(settings))
+        else:
+            app = create_app(settings)
+            freeze_for_serving()
+            uvicorn.run(
+                app,
+                host=settings.host,
+                port=settings.port,
+                log_config=None,
+                proxy_headers=False,
+                **_tls_options(settings),
+            )
     finally:
         if is_embedded:
             _stop_embedded(settings)

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import psycopg
 from fastapi import Depends, Request
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -58,9 +58,28 @@ def _dump_json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
+# The events' JSON columns compress with lz4 where the server was built with it: faster to
+# write and read than pglz, and smaller on audit bodies (README "Ingest performance"). Per
+# session, so that every table it writes (COPY targets too) uses it; a server without lz4
+# (the embedded build) keeps pglz.
+LZ4_IF_AVAILABLE = (
+    "SELECT set_config('default_toast_compression', 'lz4', false) FROM pg_settings"
+    " WHERE name = 'default_toast_compression' AND 'lz4' = ANY(enumvals)"
+)
+
+
+def _prefer_lz4(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(LZ4_IF_AVAILABLE)
+    finally:
+        cursor.close()
+    dbapi_connection.commit()  # a rolled-back SET would be undone
+
+
 def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     """Create the async engine (psycopg 3) with pre-ping so a restarted database is picked up."""
-    return create_async_engine(
+    engine = create_async_engine(
         to_async_url(url),
         pool_size=pool_size,
         max_overflow=pool_size,
@@ -69,6 +88,8 @@ def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         json_serializer=_dump_json,
         connect_args={"connect_timeout": 5},
     )
+    event.listen(engine.sync_engine, "connect", _prefer_lz4)
+    return engine
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

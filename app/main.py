@@ -14,7 +14,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -83,6 +83,7 @@ def create_app(settings: Settings) -> FastAPI:
                 await poller.stop()
             partitions_ready.cancel()
             await engine.dispose()
+            app.state.metrics.close()
 
     app = FastAPI(
         title="audit-timeline",
@@ -94,7 +95,7 @@ def create_app(settings: Settings) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
-    app.state.metrics = Metrics()
+    app.state.metrics = Metrics(settings.prometheus_multiproc_dir)
     app.state.redactor = make_redactor(settings)
     app.state.ingest_tokens = settings.ingest_token_map()
     app.state.no_credentials_warning = WarningLimiter()
@@ -167,9 +168,7 @@ def _add_probes(app: FastAPI) -> None:
         responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
     )
     async def metrics(request: Request) -> Response:
-        return Response(
-            generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST
-        )
+        return Response(request.app.state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
 def _error_response(request: Request, status_code: int, error: str, detail: object) -> Response:

@@ -8,6 +8,7 @@ DATA_DIR keeps its own copies; a bundle that exists is not produced again.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import re
 from contextlib import suppress
@@ -85,6 +86,22 @@ async def run_due(
     since, until = last_period(now, schedule)
     folder = reports_dir(settings)
     folder.mkdir(parents=True, exist_ok=True)
+    with (folder / ".lock").open("w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return []  # another `serve` worker on this DATA_DIR is producing them right now
+        return await _produce(sessionmaker, settings, folder, since=since, until=until)
+
+
+async def _produce(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    folder: Path,
+    *,
+    since: datetime,
+    until: datetime,
+) -> list[Path]:
     async with sessionmaker() as session:
         clusters = await clusters_seen(session)
     made = []

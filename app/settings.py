@@ -6,6 +6,7 @@ The only module that reads the environment; everything else receives a Settings 
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from collections.abc import Callable
 from datetime import timedelta
@@ -35,6 +36,19 @@ def _split_csv(value: object) -> object:
     return value
 
 
+def default_workers() -> int:
+    """The CPUs this process may use (its affinity, and in a container the cgroup's CPU quota),
+    at most 4."""
+    cpus = len(os.sched_getaffinity(0))
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, -(-int(quota) // int(period)))
+    except (OSError, ValueError):
+        pass  # no cgroup v2 CPU controller here: the affinity is all there is
+    return max(1, min(4, cpus))
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="AUDIT_TIMELINE_",
@@ -52,6 +66,14 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".audit-timeline")
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    # `serve` worker processes on the one port (each its own event loop, ~120 MB, and database
+    # pool of up to 20 connections). Default: the CPUs this process may use, at most 4.
+    workers: int = Field(default_factory=lambda: default_workers(), ge=1, le=32)
+    # Set by `serve` for its workers (prometheus_client's own variable, no prefix): where
+    # they keep the metric values that /metrics sums.
+    prometheus_multiproc_dir: Path | None = Field(
+        default=None, validation_alias="PROMETHEUS_MULTIPROC_DIR"
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
 
@@ -83,7 +105,7 @@ class Settings(BaseSettings):
     # kube-apiserver sends at most 400 events a batch; this bounds the work one request makes.
     ingest_max_items: int = Field(default=50_000, ge=1)
     # Per cluster (ingest token): sustained events/s and bytes/s, and the burst each may
-    # send at once (token buckets, per replica; 0 turns a limit off). The defaults stay above
+    # send at once (token buckets, per worker process; 0 turns a limit off). The defaults stay above
     # what one kube-apiserver sends (about 10 batches of 400 events a second).
     ingest_rate_events: float = Field(default=5000, ge=0)
     ingest_burst_events: int = Field(default=50_000, ge=1)

@@ -69,7 +69,11 @@ def group_aliases(resource: str, group: str) -> tuple[str, ...]:
 
 
 class InvalidEvent(ValueError):
-    """The item is not a storable audit Event; the message says which field and why."""
+    """The item is not a storable audit Event; the message says which field and why.
+    is_redacted: whether redaction changed the event in place before the problem was found
+    (None: raised before redaction ran)."""
+
+    is_redacted: bool | None = None
 
 
 def parse_time(value: Any, field: str) -> datetime:
@@ -122,7 +126,23 @@ def normalize_event(
             f" (accepted: {', '.join(SUPPORTED_API_VERSIONS)}, or none)"
         )
     is_redacted = redactor.redact_event(event)
+    try:
+        return _columns(
+            event, cluster=cluster, source=source, source_meta=source_meta, is_redacted=is_redacted
+        )
+    except InvalidEvent as exc:
+        exc.is_redacted = is_redacted
+        raise
 
+
+def _columns(
+    event: dict[str, Any],
+    *,
+    cluster: str,
+    source: str,
+    source_meta: Mapping[str, Any] | None,
+    is_redacted: bool,
+) -> dict[str, Any]:
     audit_id = _required_str(event, "auditID")
     stage = _required_str(event, "stage")
     if stage not in STAGES:
@@ -201,8 +221,9 @@ def normalize_event(
         value = _value_at(event, field)
         if isinstance(value, str) and len(value) > limit:
             raise InvalidEvent(f"{field}: longer than {limit} characters ({len(value)})")
+    # surrogatepass: a lone surrogate is refused later, when prepare_batch serialises the row.
     object_bytes = sum(
-        len((columns[key] or "").encode("utf-8"))
+        len((columns[key] or "").encode("utf-8", "surrogatepass"))
         for key in ("cluster", "resource", "namespace", "name")
     )
     if object_bytes > MAX_OBJECT_KEY_BYTES:

@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, and_, func, or_, select, text, tuple_, union
 from sqlalchemy import delete as sa_delete
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import defer
@@ -55,14 +55,32 @@ EVENT_COLUMNS = tuple(
     if c.name not in ("id", "ingested_at", "is_request_row")
 )
 _JSON_COLUMNS = frozenset(c.name for c in AuditEvent.__table__.columns if isinstance(c.type, JSONB))
+_ARRAY_COLUMNS = frozenset(
+    c.name for c in AuditEvent.__table__.columns if isinstance(c.type, ARRAY)
+)
+_CONVERTED_COLUMNS = _JSON_COLUMNS | _ARRAY_COLUMNS
 _COLUMN_LIST = ", ".join(EVENT_COLUMNS)
 
 
 def _copy_value(column: str, value: Any) -> Any:
-    if column in _JSON_COLUMNS and value is not None:
-        # stdlib json keeps integers beyond 64 bits exact (lossless storage).
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    return value
+    """What COPY writes for a row's value: jsonb columns as the text prepare_batch made once
+    (JsonObject/JsonArray), text[] columns in array syntax, other values as they are."""
+    if value is None or column not in _CONVERTED_COLUMNS:
+        return value
+    if column in _ARRAY_COLUMNS:
+        return _array_literal(value)
+    text = getattr(value, "json_text", None)
+    if text is not None:
+        return text
+    # Not from prepare_batch (a scalar body): stdlib json keeps big integers exact.
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _array_literal(items: Sequence[str]) -> str:
+    """A text[] in PostgreSQL's array syntax, every element quoted: what COPY's text format
+    hands to array_in (~10x cheaper than the driver's generic list adapter)."""
+    quoted = (item.replace("\\", "\\\\").replace('"', '\\"') for item in items)
+    return "{" + ",".join(f'"{item}"' for item in quoted) + "}"
 
 
 # Rows written to a COPY between two yields to the event loop: a 50,000-row batch must not

@@ -56,7 +56,9 @@ def split_body(data: bytes, *, max_items: int) -> list[RawItem]:
             raise InvalidPayload(f"body is {exc}") from None
         return _checked_count(items, max_items)
     if isinstance(whole, list):
-        items = [item_from_value(value, f"item {i}") for i, value in enumerate(whole)]
+        items = [
+            item_from_value(value, f"item {i}", is_parsed=True) for i, value in enumerate(whole)
+        ]
         return _checked_count(items, max_items)
     if not isinstance(whole, dict):
         raise InvalidPayload("body must be a JSON object (EventList or Event), array or NDJSON")
@@ -66,10 +68,12 @@ def split_body(data: bytes, *, max_items: int) -> list[RawItem]:
         values = whole.get("items") or []
         if not isinstance(values, list):
             raise InvalidPayload("EventList items must be an array")
-        items = [item_from_value(value, f"items[{i}]") for i, value in enumerate(values)]
+        items = [
+            item_from_value(value, f"items[{i}]", is_parsed=True) for i, value in enumerate(values)
+        ]
         return _checked_count(items, max_items)
     if kind in ("Event", None):
-        return [item_from_value(whole, None, raw=stripped)]
+        return [item_from_value(whole, None, raw=stripped, is_parsed=True)]
     raise InvalidPayload(f"kind {str(kind)[:80]!r} is not accepted: send EventList or Event")
 
 

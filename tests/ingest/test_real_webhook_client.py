@@ -60,6 +60,8 @@ class Server:
             "AUDIT_TIMELINE_INGEST_TOKENS": f"{TOKEN}={CLUSTER}",
             "AUDIT_TIMELINE_INGEST_RETRY_AFTER_SECONDS": "1",
             "AUDIT_TIMELINE_LOG_FORMAT": "json",
+            # The once-a-minute warnings asserted here are per worker process (README WORKERS).
+            "AUDIT_TIMELINE_WORKERS": "1",
         }
         self.scheme = "https" if tls else "http"
         self.args = ["serve", "--tls-self-signed", "--tls-host", "127.0.0.1"] if tls else ["serve"]

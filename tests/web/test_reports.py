@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import fcntl
 import io
 import json
 import zipfile
@@ -269,6 +270,10 @@ async def test_scheduled_daily_bundles_are_kept_listed_and_verify(
     day = datetime.fromisoformat(stamps[-1][:10]).replace(tzinfo=UTC)
     settings = app.state.settings.model_copy(update={"report_schedule": "daily"})
     now = day.replace(hour=3) + timedelta(days=1)
+    (app.state.settings.data_dir / "reports").mkdir(parents=True, exist_ok=True)
+    with (app.state.settings.data_dir / "reports" / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another serve worker is producing them
+        assert await run_due(app.state.sessionmaker, settings, now=now) == []
     [made] = await run_due(app.state.sessionmaker, settings, now=now)
     assert made.name == f"change-report-oc-{day:%Y%m%d}-{now:%Y%m%d}.zip"
     assert await run_due(app.state.sessionmaker, settings, now=now) == []  # kept, not redone
