@@ -227,34 +227,63 @@ def database(args: argparse.Namespace) -> Iterator[tuple[str, Path, dict[str, An
 # --- the server and its memory --------------------------------------------------------------
 
 
-class RssSampler(threading.Thread):
-    """Samples a process's VmRSS from /proc every `interval` s; keeps the maximum."""
+def process_tree(pid: int) -> list[int]:
+    """pid and all its descendants (serve's worker processes), from /proc."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    tree, queue = [], [pid]
+    while queue:
+        current = queue.pop()
+        tree.append(current)
+        queue.extend(children.get(current, []))
+    return tree
 
-    def __init__(self, pid: int, interval: float = 0.1) -> None:
+
+def status_kib(pid: int, field: str, name: str = "status") -> int:
+    try:
+        for line in Path(f"/proc/{pid}/{name}").read_text().splitlines():
+            if line.startswith(field):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+class RssSampler(threading.Thread):
+    """Samples the VmRSS of a process and its descendants (serve's workers) from /proc every
+    `interval` s; keeps the maximum of the sum, and of any one process."""
+
+    def __init__(self, pid: int, interval: float = 0.2) -> None:
         super().__init__(daemon=True)
         self.pid = pid
         self.interval = interval
         self.max_kib = 0
+        self.max_one_kib = 0
+        self.max_pss_kib = 0
+        self.processes = 0
         self.samples = 0
         self.stopping = threading.Event()
 
     def run(self) -> None:
-        status = Path(f"/proc/{self.pid}/status")
-        while not self.stopping.is_set():
-            try:
-                for line in status.read_text().splitlines():
-                    if line.startswith("VmRSS:"):
-                        self.max_kib = max(self.max_kib, int(line.split()[1]))
-                        self.samples += 1
-            except OSError:
-                return
+        while not self.stopping.is_set() and Path(f"/proc/{self.pid}").exists():
+            sizes = [status_kib(pid, "VmRSS:") for pid in process_tree(self.pid)]
+            self.max_kib = max(self.max_kib, sum(sizes))
+            # PSS shares each shared page among its users: the sum is the tree's real footprint.
+            pss = sum(status_kib(pid, "Pss:", "smaps_rollup") for pid in process_tree(self.pid))
+            self.max_pss_kib = max(self.max_pss_kib, pss)
+            self.max_one_kib = max(self.max_one_kib, max(sizes, default=0))
+            self.processes = max(self.processes, len(sizes))
+            self.samples += 1
             self.stopping.wait(self.interval)
 
     def peak_hwm_kib(self) -> int:
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-        return 0
+        """Sum of each live process's own peak (VmHWM)."""
+        return sum(status_kib(pid, "VmHWM:") for pid in process_tree(self.pid))
 
 
 @contextmanager
@@ -880,6 +909,9 @@ def main() -> int:
                 report["export_rows_per_s"] = report["export"]["csv"]["rows_per_s"]
                 report["rss_mib_max"] = round(sampler.max_kib / 1024, 1)
                 report["rss_mib_hwm"] = round(sampler.peak_hwm_kib() / 1024, 1)
+                report["rss_mib_max_one_process"] = round(sampler.max_one_kib / 1024, 1)
+                report["server_processes"] = sampler.processes
+                report["pss_mib_max"] = round(sampler.max_pss_kib / 1024, 1)
                 report["rss_samples"] = sampler.samples
         report["load_at_end"] = load_average()
         if args.elasticsearch:
@@ -904,7 +936,12 @@ def main() -> int:
             f" = {e['rows_per_s']:>9,} rows/s"
         )
     if "rss_mib_max" in report:
-        print(f"server RSS max {report['rss_mib_max']} MiB (VmHWM {report['rss_mib_hwm']} MiB)")
+        print(
+            f"server RSS max {report['rss_mib_max']} MiB over {report['server_processes']}"
+            f" processes (PSS {report['pss_mib_max']} MiB;"
+            f" largest one {report['rss_mib_max_one_process']} MiB;"
+            f" sum of VmHWM {report['rss_mib_hwm']} MiB)"
+        )
     if args.json:
         args.json.write_text(json.dumps(report, indent=2, default=str) + "\n")
         print(f"wrote {args.json}")
