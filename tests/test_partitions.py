@@ -14,8 +14,10 @@ import pytest
 from app.audit import partitions, queries
 from app.audit.request_rows import plan_insert
 from app.db import make_engine
+from app.migrate import upgrade_to_head
 from tests.builders import audit_event
 from tests.conftest import query_all
+from tests.pg import TestPostgres
 
 ASYNC = pytest.mark.asyncio(loop_scope="session")
 
@@ -177,3 +179,31 @@ async def test_a_week_that_cannot_be_created_in_time_is_stored_in_the_default_pa
     assert partition_of(database_url, second["auditID"]) == ["audit_event_default"]
     tables = {row[0] for row in query_all(database_url, "SELECT tablename FROM pg_tables")}
     assert name not in tables
+
+
+def test_migration_bounds_are_utc_weeks_whatever_the_server_time_zone(
+    postgres: TestPostgres,
+) -> None:
+    # Europe/Berlin changes its clocks on the last Sunday of October and of March: week
+    # arithmetic in that zone would put the bounds an hour off (and overlap the app's weeks).
+    url = postgres.create_database("audit_timeline_partition_zone")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("ALTER DATABASE audit_timeline_partition_zone SET timezone = 'Europe/Berlin'")
+    upgrade_to_head(url)
+    bounds = query_all(
+        url,
+        "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i"
+        " JOIN pg_class c ON c.oid = i.inhrelid"
+        " WHERE i.inhparent = 'audit_event'::regclass AND c.relname <> 'audit_event_default'",
+    )
+    assert len(bounds) >= 10
+    for name, bound in bounds:
+        start = datetime.strptime(name.removeprefix("audit_event_p"), "%Y%m%d").replace(tzinfo=UTC)
+        with psycopg.connect(url) as conn:
+            conn.execute("SET TimeZone = 'UTC'")
+            low, high = conn.execute(
+                "SELECT (regexp_match(%s, $$FROM \\('([^']+)'\\)$$))[1]::timestamptz,"
+                " (regexp_match(%s, $$TO \\('([^']+)'\\)$$))[1]::timestamptz",
+                (bound, bound),
+            ).fetchone()
+        assert (low, high) == (start, start + partitions.WEEK), (name, bound)

@@ -152,6 +152,14 @@ async def _default_holds(connection: AsyncConnection, start: datetime) -> bool:
     return held
 
 
+async def prepare_for(engine: AsyncEngine, moments: Iterable[datetime]) -> None:
+    """Create the partitions stage times need, before a transaction that stores several
+    batches touches audit_event (a creation inside it would wait on its own lock)."""
+    weeks = missing_weeks(moments)
+    if weeks:
+        await ensure_weeks(engine, weeks)
+
+
 async def ensure_ahead(engine: AsyncEngine, *, now: datetime | None = None) -> None:
     """Make the recent weeks and the next ones ready (at start-up)."""
     now = now or datetime.now(UTC)

@@ -130,10 +130,9 @@ async def insert_events(
     whose content differs from the stored one."""
     if not rows:
         return 0, []
-    weeks = partitions.missing_weeks(row["stage_at"] for row in rows)
-    if weeks:
-        # Its own short transaction, before this one touches audit_event (app/audit/partitions).
-        await partitions.ensure_weeks(_engine_of(session), weeks)
+    # Its own short transaction, before this one touches audit_event (app/audit/partitions);
+    # callers storing several batches in one transaction call partitions.prepare_for first.
+    await partitions.prepare_for(_engine_of(session), (row["stage_at"] for row in rows))
     requests = sorted({(row["cluster"], row["audit_id"]) for row in rows})
     clusters = [cluster for cluster, _ in requests]
     audit_ids = [audit_id for _, audit_id in requests]

@@ -21,7 +21,7 @@ from typing import Any
 import anyio
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from app.audit import queries
+from app.audit import partitions, queries
 from app.audit.intake import PreparedBatch, RawItem, prepare_batch
 from app.audit.queries import StoreResult
 from app.audit.redact import Redactor
@@ -222,6 +222,8 @@ class Poller:
         times = [row["stage_at"] for batch in prepared.values() for row in batch.events]
         newest = max(times, default=None)
         result = StoreResult(0, 0, 0)
+        # One transaction stores every cluster's batch: their weeks' partitions first.
+        await partitions.prepare_for(self.engine, times)
         async with self.sessionmaker.begin() as session:
             for cluster, batch in prepared.items():
                 result += await queries.store_batch(

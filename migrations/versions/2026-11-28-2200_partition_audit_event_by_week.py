@@ -19,7 +19,7 @@ Create Date: 2026-11-28 22:00:00+00:00
 """
 
 from collections.abc import Sequence
-from datetime import UTC
+from datetime import UTC, timedelta
 
 from alembic import op
 from sqlalchemy import text
@@ -70,6 +70,9 @@ def _index_and_trigger_definitions(table: str, skip: Sequence[str]) -> list[str]
 def _rebuild(*, partitioned: bool) -> None:
     """Move audit_event into a new table of the other kind, keeping indexes and triggers."""
     bind = op.get_bind()
+    # Week arithmetic (generate_series, + interval '1 week') follows the session's TimeZone:
+    # in a zone with daylight saving time it would shift the bounds by an hour.
+    op.execute("SET LOCAL TimeZone = 'UTC'")
     op.execute("LOCK TABLE audit_event IN ACCESS EXCLUSIVE MODE")
     keys = _OLD_KEYS if partitioned else _NEW_KEYS
     definitions = _index_and_trigger_definitions("audit_event", keys)
@@ -91,7 +94,14 @@ def _rebuild(*, partitioned: bool) -> None:
     op.execute(f"ALTER TABLE audit_event RENAME TO {_OLD}")
     for name in keys:
         op.execute(f"ALTER TABLE {_OLD} DROP CONSTRAINT {name}")
-    next_id = bind.execute(text(f"SELECT coalesce(max(id), 0) + 1 FROM {_OLD}")).scalar_one()
+    # Continue where the old sequence stood (ids of rolled-back or deleted rows stay unused).
+    next_id = bind.execute(
+        text(
+            f"SELECT greatest(coalesce(max(id), 0) + 1,"
+            f" (SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END"
+            f"  FROM audit_event_id_seq)) FROM {_OLD}"
+        )
+    ).scalar_one()
     if partitioned:
         op.execute(f"ALTER TABLE {_OLD} ALTER COLUMN id DROP IDENTITY")
         op.execute(
@@ -110,7 +120,7 @@ def _rebuild(*, partitioned: bool) -> None:
                 text(
                     f"CREATE TABLE audit_event_p{week:%Y%m%d} PARTITION OF audit_event"
                     f" FOR VALUES FROM ('{week.isoformat()}')"
-                    f" TO ('{week.isoformat()}'::timestamptz + interval '1 week')"
+                    f" TO ('{(week + timedelta(days=7)).isoformat()}')"
                 )
             )
     else:
