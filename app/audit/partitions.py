@@ -184,8 +184,11 @@ async def drop_weeks_before(engine: AsyncEngine, *, cutoff: datetime) -> tuple[i
                     await connection.execute(
                         text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CREATE_LOCK_KEY}
                     )
-                    await connection.execute(text(f"LOCK TABLE {PARENT} IN ACCESS EXCLUSIVE MODE"))
+                    # Count under a lock that stops writes to this week only; the lock that
+                    # stops the whole table is held just for the DROP.
+                    await connection.execute(text(f"LOCK TABLE {name} IN SHARE MODE"))
                     count = (await connection.execute(text(f"SELECT count(*) FROM {name}"))).one()
+                    await connection.execute(text(f"LOCK TABLE {PARENT} IN ACCESS EXCLUSIVE MODE"))
                     await connection.execute(text(f"DROP TABLE {name}"))
             except DBAPIError as exc:
                 logger.warning(
