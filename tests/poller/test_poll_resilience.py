@@ -12,10 +12,12 @@ from typing import Any
 
 import pytest
 
+from app.poller.loop import lock_key
 from app.poller.source import EsSource, Page, Snapshot, Stream
 from tests.conftest import query_all, requires_fixtures
 from tests.es_server import EsServer
 from tests.poller.es_data import (
+    INDEX_PATTERN,
     TENANT,
     bulk_index,
     calico_documents,
@@ -205,10 +207,14 @@ async def test_elasticsearch_stop_and_start_the_poller_recovers(
 
 
 def lock_holder(database_url: str) -> list[str]:
+    # The poller's lock, not the short ones ingest and partition creation take meanwhile.
+    key = lock_key(INDEX_PATTERN) & (2**64 - 1)
     rows = query_all(
         database_url,
         "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
-        " WHERE l.locktype = 'advisory' AND l.granted",
+        " WHERE l.locktype = 'advisory' AND l.granted"
+        " AND l.classid = %s AND l.objid = %s AND l.objsubid = 1",
+        (key >> 32, key & 0xFFFFFFFF),
     )
     return [r[0] for r in rows]
 
